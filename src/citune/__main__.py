@@ -1,0 +1,3 @@
+from citune.cli import main
+
+main()

@@ -1,0 +1,173 @@
+"""The `citune` command line: parse, load the config, call the library."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from citune.errors import InputError, TrainingDiverged
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Continual instruction tuning of LLMs: InsCL, KPIG, baselines, CL metrics, reports.")
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
+    _state["debug"] = debug
+
+
+def _split_args(config: Optional[str], overrides: Optional[List[str]]) -> tuple[Optional[str], list[str]]:
+    overrides = list(overrides or [])
+    if config is not None and "=" in config and not Path(config).exists():
+        return None, [config, *overrides]
+    return config, overrides
+
+
+def _load(config: Optional[str], overrides: list[str]):
+    from citune.config import load_config
+
+    return load_config(config, overrides)
+
+
+@app.command()
+def run(
+    config: Optional[str] = typer.Argument(None, help="YAML config; the embedded default when omitted."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. replay.strategy=random"),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the first stage not done."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Run a continual instruction-tuning stream end to end."""
+    from citune.summary import print_run_summary
+    from citune.runs.runner import run_stream
+
+    config, overrides = _split_args(config, overrides)
+    if quiet:
+        overrides.append("run.quiet=true")
+    if resume and config is None and out is not None and (out / "config.yaml").is_file():
+        config = str(out / "config.yaml")
+    cfg = _load(config, overrides)
+    out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.replay.strategy}"
+    metrics = run_stream(cfg, out, resume=resume)
+    print_run_summary(metrics, out)
+
+
+@app.command()
+def plan(
+    config: Optional[str] = typer.Argument(None, help="YAML config."),
+    overrides: Optional[List[str]] = typer.Argument(None),
+    as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the plan as JSON to this file."),
+):
+    """Dry run: stream, stage sizes and replay quotas per stage, without training."""
+    from citune.replay.planning import plan_stream, render_plan
+    from citune.data import build_stream
+    from citune.io import write_json
+    from citune.paths import cache_root
+
+    config, overrides = _split_args(config, overrides)
+    cfg = _load(config, overrides)
+    stream = build_stream(cfg)
+    plans = plan_stream(cfg, stream, cache_root(cfg.run.cache_dir))
+    print(render_plan(plans))
+    if as_json:
+        write_json(as_json, plans)
+
+
+@app.command()
+def compare(
+    config: Optional[str] = typer.Argument(None, help="YAML config."),
+    overrides: Optional[List[str]] = typer.Argument(None),
+    strategies: str = typer.Option("none,random,inscl,kpig", "--strategies"),
+    seeds: str = typer.Option("1", "--seeds"),
+    out: Path = typer.Option(Path("runs/compare"), "-o", "--out"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """The same stream under several strategies and seeds, then a side-by-side table and report."""
+    from citune.compare import print_comparison, run_compare
+    from citune.replay import get_strategy
+
+    config, overrides = _split_args(config, overrides)
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    base = _load(config, overrides)
+    for name in names:
+        get_strategy(name, base)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--seeds '{seeds}' is not a comma-separated list of integers", "command line") from None
+    if quiet:
+        overrides.append("run.quiet=true")
+    parent = run_compare(config, names, seed_list, out, overrides, quiet=quiet)
+    print_comparison(parent)
+
+
+@app.command()
+def report(run_dirs: List[Path] = typer.Argument(..., help="Run directories (or a compare parent).")):
+    """Regenerate report.md / report.html from stored results."""
+    from citune.report import build_comparison_report, build_report
+
+    for d in run_dirs:
+        if not (d / "manifest.json").is_file() and not (d / "comparison.json").is_file():
+            raise InputError("not a run directory (no manifest.json) nor a comparison (no comparison.json)", str(d))
+    if len(run_dirs) == 1 and (run_dirs[0] / "manifest.json").is_file():
+        print(build_report(run_dirs[0]))
+        return
+    if len(run_dirs) == 1:
+        parent = run_dirs[0]
+        dirs = sorted(p.parent for p in parent.glob("*/manifest.json"))
+    else:
+        parent, dirs = run_dirs[0].parent, run_dirs
+    print(build_comparison_report(parent, dirs))
+
+
+@app.command()
+def keyparts(config: Optional[str] = typer.Argument(None), overrides: Optional[List[str]] = typer.Argument(None)):
+    """Show each task's instructions with KPIG's key parts marked."""
+    from rich.console import Console
+
+    from citune.data import build_stream
+    from citune.paths import cache_root
+    from citune.replay.keyparts import keyparts_report
+
+    config, overrides = _split_args(config, overrides)
+    cfg = _load(config, overrides)
+    Console().print(keyparts_report(cfg, build_stream(cfg), cache_root(cfg.run.cache_dir)))
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except InputError as e:
+        if debug:
+            raise
+        print(f"error: {e.line()}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDiverged as e:
+        if debug:
+            raise
+        print(f"error: {e} (finished stages are kept; fix the settings and run again with --resume)",
+              file=sys.stderr)
+        sys.exit(1)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        if debug:
+            raise
+        print(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

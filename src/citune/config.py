@@ -1,0 +1,264 @@
+"""The run configuration: pydantic models mirroring the YAML. Unknown keys are errors."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from citune.errors import InputError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+PositiveInt = Field(gt=0)
+
+
+class TinyModelConfig(Strict):
+    """A tiny random Llama-architecture model for tests, with the real SmolLM2 tokenizer."""
+
+    hidden_size: int = Field(64, gt=0)
+    intermediate_size: int = Field(128, gt=0)
+    num_hidden_layers: int = Field(2, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    num_key_value_heads: int = Field(2, gt=0)
+    seed: int = 0
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class ModelConfig(Strict):
+    # "smollm2-135m" (embedded default), "tiny", a local HF directory, or a .gguf file.
+    name: str = "smollm2-135m"
+    tiny: TinyModelConfig = TinyModelConfig()
+    finetune: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = LoraConfig()
+    chat_template: bool = True
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    trust_remote_code: bool = False
+
+
+class SourceConfig(Strict):
+    """One input of a task: a file or directory (`path`) or a SuperNI task id (`superni`)."""
+
+    path: Optional[str] = None
+    superni: Optional[str] = None
+    format: Literal["auto", "superni", "alpaca", "prompt-answer", "chat"] = "auto"
+    cap: Optional[int] = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if (self.path is None) == (self.superni is None):
+            raise ValueError("a source needs exactly one of 'path' or 'superni'")
+        return self
+
+
+class TaskConfig(Strict):
+    name: str
+    sources: list[SourceConfig] = Field(min_length=1)
+    cap: Optional[int] = Field(None, gt=0)
+
+
+class SyntheticConfig(Strict):
+    families: list[str] = ["arithmetic", "list-ops", "string-ops", "sentiment"]
+    heldout_families: list[str] = []
+    train_per_task: int = Field(64, gt=0)
+    test_per_task: int = Field(16, gt=0)
+    seed: int = 0
+
+
+class SuperNIStreamConfig(Strict):
+    """The SuperNI-16 stream of ../shared/data/superni/streams/superni16.json."""
+
+    root: str = "../shared/data/superni"
+    stream: str = "streams/superni16.json"
+    order: str = "curriculum"
+    categories: Optional[list[str]] = None  # a subset of the order, kept in order
+    heldout_categories: list[str] = []
+    per_source_cap: int = Field(40, gt=0)
+
+
+class DataConfig(Strict):
+    kind: Literal["synthetic", "tasks", "superni"] = "synthetic"
+    synthetic: SyntheticConfig = SyntheticConfig()
+    superni: SuperNIStreamConfig = SuperNIStreamConfig()
+    superni_dir: Optional[str] = None  # where `superni:` task ids of sources are looked up
+    tasks: list[TaskConfig] = []
+    heldout: list[TaskConfig] = []
+    test_size: Union[float, int] = 0.2  # fraction (<1) or count of each task's instances
+    split_seed: int = 0
+    max_train_per_task: Optional[int] = Field(None, gt=0)
+
+    @field_validator("test_size")
+    @classmethod
+    def _positive(cls, v):
+        if v <= 0:
+            raise ValueError("must be positive (a fraction below 1 or a count)")
+        return v
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: int = Field(256, gt=8)
+    group_by_length: bool = True
+    threads: Optional[int] = Field(None, gt=0)
+
+
+class EvalConfig(Strict):
+    batch_size: int = Field(16, gt=0)
+    max_new_tokens: int = Field(32, gt=0)
+    max_test_per_task: Optional[int] = Field(None, gt=0)
+    eval_unseen: bool = True  # also evaluate tasks not yet trained on (FWT needs it)
+    ub: Literal["stage", "expert"] = "stage"
+
+
+class InsCLConfig(Strict):
+    encoder: Literal["sentence", "base-mean"] = "sentence"
+    marginals: Literal["instances", "uniform"] = "instances"
+    max_support: int = Field(512, gt=1)
+    solver: Literal["emd", "sinkhorn"] = "emd"
+    sinkhorn_reg: float = Field(0.05, gt=0)
+    direction: Literal["dissimilar", "similar"] = "dissimilar"
+    tagger: Literal["keyphrase", "llm"] = "keyphrase"
+    tags_per_instruction: int = Field(5, gt=0)
+    tagger_model: Optional[str] = None  # local transformers model dir for the llm tagger
+    endpoint_url: Optional[str] = None  # OpenAI-compatible endpoint for the llm tagger
+    endpoint_model: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"
+    retries: int = Field(3, ge=0)
+    dbscan_eps: float = Field(0.1, gt=0)
+    dbscan_min_samples: int = Field(5, gt=0)
+    prototype_clusters: Optional[int] = Field(None, gt=0)
+
+
+class KPIGConfig(Strict):
+    extractor: Literal["heuristic", "llm"] = "heuristic"
+    extractor_model: Optional[str] = None
+    endpoint_url: Optional[str] = None
+    endpoint_model: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"
+    placeholder: str = "[...]"
+    ig: Literal["nll", "entropy", "kl"] = "nll"
+    probe: int = Field(32, gt=0)
+    pool: int = Field(128, gt=0)
+    quota: Literal["drop", "softmax"] = "drop"
+    epsilon: float = Field(1e-3, gt=0)
+    tau: float = Field(1.0, gt=0)
+    objective: bool = True
+    objective_on: Literal["all", "current", "replay"] = "all"
+    lam: float = Field(0.1, ge=0, alias="lambda")
+    margin: float = 1.0
+    variants: int = Field(0, ge=0)  # instruction-diversity variants per instruction
+    rewriter: Literal["template", "llm"] = "template"
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class ReplayConfig(Strict):
+    strategy: str = "random"
+    per_task: int = Field(32, ge=0)
+    inscl: InsCLConfig = InsCLConfig()
+    kpig: KPIGConfig = KPIGConfig()
+
+
+class RunConfig(Strict):
+    quiet: bool = False
+    report_to: list[Literal["tensorboard", "wandb"]] = []
+    cache_dir: Optional[str] = None
+    save_model: Literal["last", "none"] = "last"
+
+
+class Config(Strict):
+    seed: int = 1
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    replay: ReplayConfig = ReplayConfig()
+    run: RunConfig = RunConfig()
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict, overrides: list[str], origin: str = "command line") -> dict:
+    """Apply dotted `key=value` overrides (values parsed as YAML scalars or lists)."""
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"override '{item}' is not of the form key=value", origin)
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise InputError(f"override '{item}' has an empty key part", origin)
+        node = raw
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise InputError(f"override '{item}': '{p}' is not a section", origin)
+        node[parts[-1]] = _parse_scalar(value)
+    return raw
+
+
+def _error_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the embedded default when `path` is None), apply overrides, validate."""
+    origin = str(path) if path else "embedded default config"
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError("config file not found", origin)
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise InputError(f"not UTF-8 text (byte {e.start})", origin) from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            rec = f"line {mark.line + 1}" if mark else None
+            raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", origin, rec) from None
+        if not isinstance(raw, dict):
+            raise InputError("the config must be a mapping of sections", origin)
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        raise InputError(_error_line(e), origin) from None
+    cfg._origin = Path(path).resolve().parent if path else Path.cwd()  # type: ignore[attr-defined]
+    return cfg
+
+
+def resolve_path(cfg: Config, p: str) -> Path:
+    """Relative data paths are relative to the config file's directory, then to the cwd."""
+    path = Path(p).expanduser()
+    if path.is_absolute():
+        return path
+    base = getattr(cfg, "_origin", Path.cwd())
+    cand = base / path
+    return cand if cand.exists() or not (Path.cwd() / path).exists() else Path.cwd() / path

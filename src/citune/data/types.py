@@ -1,0 +1,62 @@
+"""The data model: instances grouped into tasks, tasks ordered into a stream."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One (instruction, input, references) example.
+
+    `outputs[0]` is the training target; all outputs are references at evaluation.
+    `source` names the file or SuperNI task it came from; `uid` is stable across runs.
+    """
+
+    instruction: str
+    input: str
+    outputs: tuple[str, ...]
+    task: str = ""
+    source: str = ""
+    uid: str = ""
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+    def to_record(self) -> dict:
+        return {
+            "uid": self.uid,
+            "task": self.task,
+            "source": self.source,
+            "instruction": self.instruction,
+            "input": self.input,
+            "output": self.output,
+            "outputs": list(self.outputs),
+        }
+
+
+def instance_uid(instruction: str, input: str, outputs: tuple[str, ...], source: str) -> str:
+    h = hashlib.sha1("\x1f".join([source, instruction, input, *outputs]).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Task:
+    name: str
+    train: list[Instance]
+    test: list[Instance]
+
+    def instructions(self) -> list[str]:
+        """Unique instructions in first-seen order over the training split."""
+        return list(dict.fromkeys(x.instruction for x in self.train))
+
+
+@dataclass
+class Stream:
+    tasks: list[Task]
+    heldout: list[Task] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.tasks]

@@ -1,0 +1,54 @@
+"""Encoding examples and building batches that waste little compute on padding."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from citune.engine.objective import Objective, TrainExample
+
+
+def encode_examples(encoder, examples: list[TrainExample], max_len: int, objective: Objective | None = None) -> list[dict]:
+    rows = []
+    for ex in examples:
+        ids, labels = encoder.example(ex.shown_instruction, ex.instance.input, ex.instance.output, max_len)
+        row = {"input_ids": ids, "labels": labels}
+        if objective is not None:
+            row.update(objective.encode(ex, max_len))
+        rows.append(row)
+    return rows
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.Generator,
+                           group: bool = True) -> list[list[int]]:
+    """Shuffle, sort by length inside windows of 50 batches, cut into batches, shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    if group:
+        window = batch_size * 50
+        order = np.concatenate([sorted(order[i:i + window], key=lambda k: -lengths[k])
+                                for i in range(0, len(order), window)]) if len(order) else order
+    batches = [list(map(int, order[i:i + batch_size])) for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))] if group else batches
+
+
+def _pad_value(key: str, pad_id: int) -> int:
+    return -100 if key.endswith("labels") else pad_id
+
+
+def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad every sequence key; build `<prefix>attention_mask` for each `<prefix>input_ids`."""
+    batch: dict[str, torch.Tensor] = {}
+    for key in rows[0]:
+        seqs = [r[key] for r in rows]
+        width = max(len(s) for s in seqs) or 1
+        value = _pad_value(key, pad_id)
+        batch[key] = torch.tensor([[value] * (width - len(s)) + list(s) for s in seqs], dtype=torch.long)
+        if key.endswith("input_ids"):
+            prefix = key[: -len("input_ids")]
+            batch[prefix + "attention_mask"] = torch.tensor(
+                [[0] * (width - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long)
+    return batch
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that start at 0 on the first real token of a left-padded row."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -1,0 +1,105 @@
+"""Load any local causal LM (HF directory, GGUF file, embedded default, tiny random) with LoRA or full tuning."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from citune.config import ModelConfig
+from citune.data.prompt import PromptEncoder
+from citune.errors import InputError
+from citune.models.embedded import EMBEDDED_NAMES, convert_gguf, embedded_model_dir
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+@dataclass
+class ModelBundle:
+    model: torch.nn.Module
+    tokenizer: object
+    encoder: PromptEncoder
+    base_dir: Path | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def resolve_model_dir(cfg: ModelConfig, cache: Path) -> Path:
+    """The directory of safetensors weights for `cfg.name` (converting a GGUF once)."""
+    name = cfg.name
+    if name.lower() in EMBEDDED_NAMES or name == "tiny":
+        return embedded_model_dir(cache)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise InputError("GGUF model file not found", str(path))
+        import hashlib
+
+        key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+        return convert_gguf(path, cache / "models" / f"{path.stem}-{key}")
+    if not (path / "config.json").is_file():
+        raise InputError("not a model: expected 'smollm2-135m', 'tiny', a .gguf file or a directory with config.json",
+                         str(path), "model.name")
+    if list(path.glob("*.bin")) and not list(path.glob("*.safetensors")):
+        raise InputError("only safetensors weights are read (pickled .bin files are refused)", str(path))
+    return path
+
+
+def load_tokenizer(model_dir: Path, cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def _tiny_model(cfg: ModelConfig, tok) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    t = cfg.tiny
+    torch.manual_seed(t.seed)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+        num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
+        num_key_value_heads=t.num_key_value_heads, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def load_base(cfg: ModelConfig, cache: Path) -> tuple[torch.nn.Module, object, Path]:
+    from transformers import AutoModelForCausalLM
+
+    model_dir = resolve_model_dir(cfg, cache)
+    tok = load_tokenizer(model_dir, cfg)
+    if cfg.name == "tiny":
+        model = _tiny_model(cfg, tok)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=_DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok, model_dir
+
+
+def add_lora(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def load_model(cfg: ModelConfig, cache: Path, state: Path | None = None) -> ModelBundle:
+    """The trainable model: base (+ LoRA), optionally restored from a stage checkpoint `state`."""
+    model, tok, model_dir = load_base(cfg, cache)
+    if cfg.finetune == "lora":
+        model = add_lora(model, cfg)
+    if state is not None:
+        from citune.engine.checkpoint import load_trainable
+
+        load_trainable(model, state)
+    return ModelBundle(model=model, tokenizer=tok, encoder=PromptEncoder(tok, cfg.chat_template), base_dir=model_dir)

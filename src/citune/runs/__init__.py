@@ -1,0 +1,1 @@
+"""Run directories, manifests and the resumable stage loop."""

@@ -1,0 +1,149 @@
+"""The stage loop: plan replay, build stage data, train, evaluate, record — resumable per stage."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from accelerate import Accelerator
+
+from citune.config import Config
+from citune.data import build_stream
+from citune.data.types import Stream
+from citune.engine.checkpoint import save_trainable
+from citune.engine.objective import TrainExample
+from citune.engine.trainer import seed_everything, train_stage
+from citune.evaluation.evaluate import build_checkers, evaluate_stage
+from citune.evaluation.metrics import compute_metrics
+from citune.io import read_json, write_json, write_jsonl
+from citune.models import load_model
+from citune.paths import cache_root
+from citune.progress import progress_bars, say
+from citune.replay import StageContext, get_strategy
+from citune.runs.rundir import RunDir, content_hash
+
+
+def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
+    trackers = [t for t in cfg.run.report_to if t != "wandb" or _has_wandb()]
+    acc = Accelerator(log_with=trackers or None, project_dir=str(run_dir / "logs"))
+    if trackers:
+        acc.init_trackers("citune", config={"strategy": cfg.replay.strategy, "seed": cfg.seed})
+    return acc
+
+
+def _has_wandb() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("wandb") is not None
+
+
+def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
+    """Run (or resume) the whole stream into `run_dir`; return the metrics."""
+    run_dir = Path(run_dir)
+    stream = build_stream(cfg)
+    strategy = get_strategy(cfg.replay.strategy, cfg)
+    run = RunDir(run_dir)
+    accelerator = make_accelerator(cfg, run_dir)
+    main = accelerator.is_main_process
+    manifest = run.init(cfg, stream.names, resume) if main else None
+    accelerator.wait_for_everyone()
+    manifest = manifest or run.manifest()
+    stages = manifest["stages"]
+    if all(s["status"] == "done" for s in stages):
+        say(f"[green]{run_dir}: every stage is done; nothing to resume[/green]", cfg.run.quiet)
+        return read_json(run_dir / "metrics.json")
+    cache = cache_root(cfg.run.cache_dir)
+    done = [s["index"] for s in stages if s["status"] == "done" and s["index"] > 0]
+    bundle = load_model(cfg.model, cache, state=run.checkpoint(max(done)) if done else None)
+    train_model = accelerator.prepare(bundle.model)
+    checkers = build_checkers(stream)
+    with progress_bars(cfg.run.quiet) as bars:
+        overall = bars.add_task("stages", total=len(stages), info=cfg.replay.strategy)
+        for entry in stages:
+            if entry["status"] != "done":
+                _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model, accelerator,
+                           checkers, cache, bars)
+            bars.advance(overall)
+    metrics = collect_metrics(run, stream, cfg)
+    if main:
+        manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        run.save_manifest(manifest)
+        _finish(run, cfg, manifest)
+    accelerator.end_training()
+    return metrics
+
+
+def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model, accelerator, checkers, cache, bars):
+    index = entry["index"]
+    main = accelerator.is_main_process
+    out = run.stage_dir(index, entry["task"])
+    started = time.perf_counter()
+    entry.update(status="running", seed=cfg.seed * 1000 + index)
+    if main:
+        run.save_manifest(manifest)
+    if index > 0:
+        ctx = StageContext(cfg=cfg, stream=stream, stage=index - 1, cache_dir=cache, model=bundle,
+                           state=manifest["strategy_state"], run_dir=run.path if main else None)
+        seed_everything(entry["seed"])
+        t0 = time.perf_counter()
+        replay = strategy.select(ctx)
+        entry["selection_seconds"] = round(time.perf_counter() - t0, 3)
+        replay_rows = [r.to_record(strategy.name, cfg.seed) for r in replay]
+        data = strategy.training_data(ctx, replay)
+        replayed = {id(r.instance) for r in replay}
+        examples = [TrainExample(x, is_replay=id(x) in replayed) for x in data]
+        stats = train_stage(accelerator, bundle, examples, cfg.train, entry["seed"], strategy.objective(ctx),
+                            bars, label=f"train {entry['task']}", model=train_model)
+        accelerator.log({"stage/final_loss": stats.final_loss, "stage/tokens_per_s": stats.tokens_per_second},
+                        step=index)
+        if main:
+            write_jsonl(out / "replay.jsonl", replay_rows)
+            write_jsonl(out / "train_log.jsonl", stats.log)
+            save_trainable(bundle.model, run.checkpoint(index))
+        strategy.after_stage(ctx)
+        entry.update(train_examples=stats.examples, replay_size=len(replay), train_tokens=stats.train_tokens,
+                     train_seconds=round(stats.seconds, 3), tokens_per_second=round(stats.tokens_per_second, 1),
+                     data_hash=content_hash(x.uid for x in data), replay_hash=content_hash(replay_rows))
+    result = evaluate_stage(bundle, stream, index, cfg, checkers, bars)
+    entry.update(status="done", seconds=round(time.perf_counter() - started, 3))
+    if main:
+        write_json(out / "eval.json", result)
+        run.save_manifest(manifest)
+        _drop_old_checkpoints(run, index)
+        write_json(run.path / "metrics.json", collect_metrics(run, stream, cfg))
+
+
+def _drop_old_checkpoints(run: RunDir, index: int) -> None:
+    for old in (run.path / "checkpoints").glob("stage-*.safetensors"):
+        if old != run.checkpoint(index):
+            old.unlink(missing_ok=True)
+
+
+def collect_metrics(run: RunDir, stream: Stream, cfg: Config) -> dict:
+    """The score matrices from the stored eval.json files, then every metric."""
+    names, held = stream.names, [t.name for t in stream.heldout]
+    evals = {}
+    for i, name in enumerate(["base", *names]):
+        path = run.stage_dir(i, name) / "eval.json"
+        if path.is_file():
+            evals[i] = read_json(path)
+
+    def row(i: int, group: str, keys: list[str]) -> list:
+        scores = evals.get(i, {}).get(group, {})
+        return [scores[k]["rougeL"] if k in scores else None for k in keys]
+
+    K = len(names)
+    return compute_metrics(
+        tasks=names, matrix=[row(i, "tasks", names) for i in range(1, K + 1)], base_row=row(0, "tasks", names),
+        heldout=held, heldout_matrix=[row(i, "heldout", held) for i in range(1, K + 1)] if held else None,
+        heldout_base_row=row(0, "heldout", held) if held else None,
+        v_by_stage=[evals[i].get("v_score") if i in evals else None for i in range(1, K + 1)],
+    )
+
+
+def _finish(run: RunDir, cfg: Config, manifest: dict) -> None:
+    if cfg.run.save_model == "none":
+        for ckpt in (run.path / "checkpoints").glob("*.safetensors"):
+            ckpt.unlink()
+    from citune.report import build_report
+
+    build_report(run.path)

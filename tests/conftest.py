@@ -1,0 +1,35 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("CITUNE_QUIET", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SUPERNI = SHARED / "data" / "superni"
+
+
+@pytest.fixture(scope="session")
+def superni_dir() -> Path:
+    if not (SUPERNI / "tasks").is_dir():
+        pytest.skip("../shared/data/superni is not beside the checkout")
+    return SUPERNI
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    from citune.config import load_config
+
+    return load_config(None, ["model.name=tiny", "model.chat_template=true"])
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_cfg):
+    """A tiny random Llama with the real SmolLM2 tokenizer, LoRA attached."""
+    from citune.models import load_model
+    from citune.paths import cache_root
+
+    return load_model(tiny_cfg.model, cache_root())
