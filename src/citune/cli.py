@@ -12,12 +12,11 @@ from citune.errors import InputError, TrainingDiverged
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Continual instruction tuning of LLMs: InsCL, KPIG, baselines, CL metrics, reports.")
-_state = {"debug": False}
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")):
-    _state["debug"] = debug
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks (accepted anywhere on the line).")):
+    """citune: continual instruction tuning."""
 
 
 def _split_args(config: Optional[str], overrides: Optional[List[str]]) -> tuple[Optional[str], list[str]]:
@@ -139,9 +138,10 @@ def keyparts(config: Optional[str] = typer.Argument(None), overrides: Optional[L
 
 
 def main() -> None:
-    debug = "--debug" in sys.argv
+    debug = "--debug" in sys.argv[1:]
     try:
-        app(standalone_mode=False)
+        # --debug is accepted anywhere on the line, not only before the command.
+        app(args=[a for a in sys.argv[1:] if a != "--debug"], prog_name="citune", standalone_mode=False)
     except InputError as e:
         if debug:
             raise

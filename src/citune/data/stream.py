@@ -1,0 +1,340 @@
+"""Build the task stream of a config: `build_stream(cfg) -> Stream`.
+
+`data.kind`:
+- ``synthetic``: one task per family of `data.synthetic.families` (see `citune.data.synthetic`),
+  held-out tasks from `heldout_families`; sizes come from `train_per_task`/`test_per_task`.
+- ``tasks``: `data.tasks`, each one or more sources (a file, a directory, or a SuperNI task id looked
+  up in `data.superni_dir`, default `<data.superni.root>/tasks`), and `data.heldout`.
+- ``superni``: the SuperNI-16 stream file `<root>/<stream>`: the categories of order `order`
+  (restricted to `categories` when given, kept in the order's order), each category one task made of
+  its SuperNI task files `<root>/tasks/<id>.json`; held-out tasks are `heldout_categories`, looked up
+  in the stream's `held_out` groups (then in `categories`).
+
+How a task's instances are chosen, in this order (every random step is seeded by `data.split_seed`
+and a name, never by global state, so the same config gives the same stream byte for byte):
+
+1. Each file is read once; exact duplicate instances inside a file are kept once.
+2. Each source (one file; a SuperNI task) is shuffled with a generator seeded by
+   (`split_seed`, source label), so the same file yields the same sample whichever task holds it,
+   then capped: `SourceConfig.cap` (for a directory: each of its files) or `superni.per_source_cap`.
+3. The per-task cap (`TaskConfig.cap`) is divided between the sources in proportion to their sizes
+   (largest remainder, at least one instance per source when the cap allows).
+4. Train/test split, **stratified per source**: each source is split on its own and the parts are
+   merged, so every source of a task is represented in its test split. A fraction `test_size` < 1
+   takes round(test_size × n) test instances of a source of n, at least 1 and at most n − 1 (a
+   source of one instance goes to test). A count `test_size` ≥ 1 is the task's total, divided
+   between sources in proportion (at least one each when the count allows, keeping one training
+   instance per source as long as possible). A count larger than the task, or a split that leaves
+   no training data, is an error.
+5. `max_train_per_task` caps the training split, again divided between sources in proportion.
+6. Train and test are each shuffled with a generator seeded by (`split_seed`, task name).
+
+Held-out tasks are never trained: steps 1-3 apply, then all their instances go to `test`.
+
+Task names become directory names (`stages/NN-<task>`), so they must pass `safe_task_name`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Union
+
+from citune.data.readers import Raw, SourceData, _read_text, load_source, make_instance
+from citune.data.synthetic import synthetic_stream
+from citune.data.types import Instance, Stream, Task
+from citune.errors import InputError
+
+if TYPE_CHECKING:
+    from citune.config import Config, TaskConfig
+
+CONFIG = "config"
+MAX_NAME = 100
+_NAME_CHARS = re.compile(r"[\w .,+()=@&'-]+")  # \w: Unicode letters and digits, and '_'
+
+NAME_RULE = ("1-100 characters: letters, digits, space and _ - . , + ( ) = @ & '; starting with a letter, "
+             "digit or '_'; not ending with a space or '.'; no '..'")
+
+
+def safe_task_name(name: object, file: Optional[str] = CONFIG, record: Union[str, int, None] = None) -> str:
+    """Return `name` if it is safe as a directory name under the run directory, else raise InputError.
+
+    The rule (NAME_RULE) rejects path separators, '..', NUL and other control characters, a leading
+    '.', '-' or space, a trailing space or '.', and the empty name.
+    """
+    if not isinstance(name, str) or not name:
+        raise InputError("a task name must be a non-empty string", file, record)
+    bad = None
+    if "/" in name or "\\" in name:
+        bad = "contains a path separator"
+    elif "\x00" in name:
+        bad = "contains a NUL character"
+    elif ".." in name:
+        bad = "contains '..'"
+    elif len(name) > MAX_NAME:
+        bad = f"is longer than {MAX_NAME} characters"
+    elif not _NAME_CHARS.fullmatch(name):
+        ch = next(c for c in name if not _NAME_CHARS.fullmatch(c))
+        bad = f"contains the character {ch!r}"
+    elif not (name[0].isalnum() or name[0] == "_"):
+        bad = f"starts with {name[0]!r}"
+    elif name[-1] in " .":
+        bad = f"ends with {name[-1]!r}"
+    if bad:
+        raise InputError(f"task name {name!r} {bad} (allowed: {NAME_RULE})", file, record)
+    return name
+
+
+# ----------------------------------------------------------------------------- allocation / split
+def _rng(*keys: object) -> random.Random:
+    return random.Random("\x1f".join(["citune-data", *map(str, keys)]))
+
+
+def allocate(sizes: list[int], total: int, keep_one: bool = False) -> list[int]:
+    """Divide `total` between parts of `sizes` in proportion (largest remainder, ties to the first
+    part), giving every non-empty part at least one when `total` allows. With `keep_one`, a part of
+    two or more gets at most size − 1 while the others can absorb the rest."""
+    n = sum(sizes)
+    total = max(0, min(total, n))
+    alloc = [0] * len(sizes)
+    if total == 0:
+        return alloc
+    ideal = [total * s / n for s in sizes]
+    nonempty = [i for i, s in enumerate(sizes) if s > 0]
+    if total >= len(nonempty):
+        for i in nonempty:
+            alloc[i] = 1
+    soft = [s - 1 if keep_one and s >= 2 else s for s in sizes]
+    base = [max(alloc[i], min(soft[i], math.floor(ideal[i]))) for i in range(len(sizes))]
+    if sum(base) <= total:
+        alloc = base
+    left = total - sum(alloc)
+    for caps in (soft, sizes):
+        while left > 0:
+            cands = [i for i in range(len(sizes)) if alloc[i] < caps[i]]
+            if not cands:
+                break
+            i = max(cands, key=lambda i: (ideal[i] - alloc[i], -i))
+            alloc[i] += 1
+            left -= 1
+    return alloc
+
+
+def _test_counts(sizes: list[int], test_size: Union[int, float], task: str) -> list[int]:
+    n = sum(sizes)
+    if test_size < 1:
+        counts = [0 if s == 0 else min(s - 1 if s >= 2 else 1, max(1, math.floor(test_size * s + 0.5)))
+                  for s in sizes]
+    else:
+        if test_size != int(test_size):
+            raise InputError(f"test_size {test_size} must be a fraction below 1 or a whole count",
+                             CONFIG, "data.test_size")
+        t = int(test_size)
+        if t > n:
+            raise InputError(f"test_size {t} is larger than task '{task}' ({n} instances)", CONFIG, "data.test_size")
+        counts = allocate(sizes, t, keep_one=True)
+    if sum(counts) >= n:
+        raise InputError(f"test_size {test_size} leaves no training data for task '{task}' ({n} instances)",
+                         CONFIG, "data.test_size")
+    return counts
+
+
+Part = tuple[str, list[Raw]]  # (source label, shuffled and capped raw instances)
+
+
+def make_task(name: str, parts: list[Part], *, test_size: Union[int, float], split_seed: int,
+              cap: Optional[int] = None, max_train: Optional[int] = None, heldout: bool = False,
+              where: Optional[str] = None) -> Task:
+    """Steps 3-6 of the module docstring on already shuffled and capped per-source parts."""
+    parts = [(src, items) for src, items in parts if items]
+    if not parts:
+        raise InputError(f"task '{name}' has no instances after reading and capping", CONFIG, where)
+    if cap is not None:
+        parts = [(src, items[:k]) for (src, items), k in zip(parts, allocate([len(p[1]) for p in parts], cap))]
+    if heldout:
+        train_parts: list[Part] = []
+        test_parts = parts
+    else:
+        counts = _test_counts([len(p[1]) for p in parts], test_size, name)
+        test_parts = [(src, items[:k]) for (src, items), k in zip(parts, counts)]
+        train_parts = [(src, items[k:]) for (src, items), k in zip(parts, counts)]
+        if max_train is not None:
+            ks = allocate([len(p[1]) for p in train_parts], max_train)
+            train_parts = [(src, items[:k]) for (src, items), k in zip(train_parts, ks)]
+
+    def merged(ps: list[Part], split: str) -> list[Instance]:
+        xs = [make_instance(r, name, src) for src, items in ps for r in items]
+        _rng(split_seed, "merge", split, name).shuffle(xs)
+        return xs
+
+    return Task(name, merged(train_parts, "train"), merged(test_parts, "test"))
+
+
+# ----------------------------------------------------------------------------- builders
+class _Loader:
+    """Reads each file once per build and keeps its shuffled items per source."""
+
+    def __init__(self, split_seed: int):
+        self.split_seed = split_seed
+        self.files: dict[tuple[str, str, str], list[SourceData]] = {}
+
+    def parts(self, path: Path, fmt: str, label: str, cap: Optional[int], where: str) -> list[Part]:
+        if not path.exists():
+            raise InputError(f"file not found ({where})", str(path))
+        key = (str(path), fmt, label)
+        if key not in self.files:
+            sds = load_source(path, fmt, label)
+            for sd in sds:
+                _rng(self.split_seed, "source", sd.source).shuffle(sd.items)
+            self.files[key] = sds
+        return [(sd.source, sd.items[:cap] if cap else list(sd.items)) for sd in self.files[key]]
+
+
+def _check_unique(names: list[tuple[str, str]]) -> None:
+    seen: dict[str, str] = {}
+    for name, where in names:
+        if name in seen:
+            raise InputError(f"duplicate task name '{name}' (also {seen[name]})", CONFIG, where)
+        seen[name] = where
+
+
+def _superni_dir(cfg: "Config") -> Path:
+    from citune.config import resolve_path
+
+    d = cfg.data
+    return resolve_path(cfg, d.superni_dir) if d.superni_dir else resolve_path(cfg, d.superni.root) / "tasks"
+
+
+def _task_from_config(cfg: "Config", tc: "TaskConfig", where: str, loader: _Loader, heldout: bool) -> Task:
+    from citune.config import resolve_path
+
+    parts: list[Part] = []
+    for j, s in enumerate(tc.sources):
+        w = f"{where}.sources[{j}]"
+        if s.superni is not None:
+            safe_task_name(s.superni, CONFIG, f"{w}.superni")
+            path, fmt, label = _superni_dir(cfg) / f"{s.superni}.json", "superni", s.superni
+        else:
+            path, fmt, label = resolve_path(cfg, s.path), s.format, Path(s.path).as_posix()
+        parts += loader.parts(path, fmt, label, s.cap, w)
+    srcs = [p[0] for p in parts]
+    dup = next((x for x in srcs if srcs.count(x) > 1), None)
+    if dup is not None:
+        raise InputError(f"source '{dup}' is read twice in task '{tc.name}'", CONFIG, where)
+    return make_task(tc.name, parts, test_size=cfg.data.test_size, split_seed=cfg.data.split_seed, cap=tc.cap,
+                     max_train=cfg.data.max_train_per_task, heldout=heldout, where=where)
+
+
+def _from_tasks(cfg: "Config") -> Stream:
+    d = cfg.data
+    if not d.tasks:
+        raise InputError("data.kind is 'tasks' but data.tasks is empty", CONFIG, "data.tasks")
+    named = [(t.name, f"data.tasks[{i}]") for i, t in enumerate(d.tasks)]
+    named += [(t.name, f"data.heldout[{i}]") for i, t in enumerate(d.heldout)]
+    for name, where in named:
+        safe_task_name(name, CONFIG, f"{where}.name")
+    _check_unique(named)
+    loader = _Loader(d.split_seed)
+    tasks = [_task_from_config(cfg, t, f"data.tasks[{i}]", loader, False) for i, t in enumerate(d.tasks)]
+    held = [_task_from_config(cfg, t, f"data.heldout[{i}]", loader, True) for i, t in enumerate(d.heldout)]
+    return Stream(tasks, held)
+
+
+def _synthetic(cfg: "Config") -> Stream:
+    s = cfg.data.synthetic
+    named = [(f, f"data.synthetic.families[{i}]") for i, f in enumerate(s.families)]
+    named += [(f, f"data.synthetic.heldout_families[{i}]") for i, f in enumerate(s.heldout_families)]
+    if not s.families:
+        raise InputError("no synthetic families", CONFIG, "data.synthetic.families")
+    _check_unique(named)
+    stream = synthetic_stream(s.families, s.heldout_families, s.train_per_task, s.test_per_task, s.seed)
+    if cfg.data.max_train_per_task:
+        for t in stream.tasks:
+            t.train = t.train[: cfg.data.max_train_per_task]
+    return stream
+
+
+def _str_lists(obj: object, key: str, file: str) -> dict[str, list[str]]:
+    if not isinstance(obj, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in obj.values()):
+        raise InputError(f"field '{key}' must map names to lists of strings", file, key)
+    return obj
+
+
+def _superni(cfg: "Config") -> Stream:
+    from citune.config import resolve_path
+
+    d, sc = cfg.data, cfg.data.superni
+    root = resolve_path(cfg, sc.root)
+    file = root / sc.stream
+    if not file.is_file():
+        raise InputError("SuperNI stream file not found (data.superni.root / data.superni.stream)", str(file))
+    try:
+        spec = json.loads(_read_text(file))
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON: {e.msg}", str(file), f"line {e.lineno} column {e.colno}") from None
+    if not isinstance(spec, dict):
+        raise InputError("a stream file must be a JSON object", str(file))
+    for key in ("categories", "orders"):
+        if key not in spec:
+            raise InputError(f"missing field '{key}'", str(file))
+    cats = _str_lists(spec["categories"], "categories", str(file))
+    orders = _str_lists(spec["orders"], "orders", str(file))
+    held_out = _str_lists(spec.get("held_out", {}), "held_out", str(file))
+    if sc.order not in orders:
+        raise InputError(f"unknown order '{sc.order}' (known: {', '.join(orders)})", CONFIG, "data.superni.order")
+    order = orders[sc.order]
+    for c in order:
+        if c not in cats:
+            raise InputError(f"order '{sc.order}' names the unknown category '{c}'", str(file), "orders")
+    if sc.categories is not None:
+        for i, c in enumerate(sc.categories):
+            if c not in order:
+                raise InputError(f"unknown category '{c}' (known: {', '.join(order)})",
+                                 CONFIG, f"data.superni.categories[{i}]")
+        wanted = set(sc.categories)
+        order = [c for c in order if c in wanted]
+    if not order:
+        raise InputError("no categories selected", CONFIG, "data.superni.categories")
+    held_ids = []
+    for i, h in enumerate(sc.heldout_categories):
+        ids = held_out.get(h, cats.get(h))
+        if ids is None:
+            raise InputError(f"unknown held-out category '{h}' (known: {', '.join(held_out)})",
+                             CONFIG, f"data.superni.heldout_categories[{i}]")
+        held_ids.append((h, ids, f"data.superni.heldout_categories[{i}]"))
+    named = [(c, f"category '{c}' of order '{sc.order}'") for c in order]
+    named += [(h, w) for h, _, w in held_ids]
+    for name, where in named:
+        safe_task_name(name, CONFIG, where)
+    _check_unique(named)
+
+    loader = _Loader(d.split_seed)
+    tasks_dir = root / "tasks"
+
+    def build(name: str, ids: list[str], heldout: bool, where: str) -> Task:
+        parts: list[Part] = []
+        for tid in dict.fromkeys(ids):
+            safe_task_name(tid, str(file), f"{where}: task id")
+            parts += loader.parts(tasks_dir / f"{tid}.json", "superni", tid, sc.per_source_cap,
+                                  f"SuperNI task of {where}")
+        return make_task(name, parts, test_size=d.test_size, split_seed=d.split_seed,
+                         max_train=d.max_train_per_task, heldout=heldout, where=where)
+
+    tasks = [build(c, cats[c], False, f"category '{c}'") for c in order]
+    held = [build(h, ids, True, w) for h, ids, w in held_ids]
+    return Stream(tasks, held)
+
+
+def build_stream(cfg: "Config") -> Stream:
+    """The stream of a config (see the module docstring); raises InputError on bad input."""
+    kind = cfg.data.kind
+    if kind == "synthetic":
+        return _synthetic(cfg)
+    if kind == "tasks":
+        return _from_tasks(cfg)
+    if kind == "superni":
+        return _superni(cfg)
+    raise InputError(f"unknown data.kind '{kind}'", CONFIG, "data.kind")

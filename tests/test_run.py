@@ -1,0 +1,104 @@
+"""End to end on the tiny config: run directory contract, metrics, resume after a kill."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "examples" / "tiny.yaml"
+
+
+def citune(*args, **kw):
+    env = {**os.environ, "CITUNE_QUIET": "1"}
+    return subprocess.run([sys.executable, "-m", "citune", *map(str, args)], capture_output=True, text=True,
+                          env=env, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    started = time.perf_counter()
+    proc = citune("run", TINY, "-o", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc, time.perf_counter() - started
+
+
+def test_run_directory_contract(tiny_run):
+    out, proc, _ = tiny_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    K = len(metrics["tasks"])
+    assert K == 3 and len(metrics["matrix"]) == K and all(len(r) == K for r in metrics["matrix"])
+    assert all(metrics["matrix"][t][j] is not None for t in range(K) for j in range(t + 1))
+    for key in ("ap", "bwt", "fwt", "forgetting", "relative_gain"):
+        assert isinstance(metrics[key], (int, float)), key
+    for key in ("heldout", "heldout_matrix", "rg_by_stage", "p_score", "v_score"):
+        assert key in metrics
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["status"] for s in manifest["stages"]] == ["done"] * (K + 1)
+    assert (out / "config.yaml").is_file()
+    for i, name in enumerate(metrics["tasks"], 1):
+        stage = out / "stages" / f"{i:02d}-{name}"
+        for f in ("replay.jsonl", "eval.json", "train_log.jsonl"):
+            assert (stage / f).is_file(), stage / f
+    replay = [json.loads(x) for x in (out / "stages" / f"03-{metrics['tasks'][2]}" / "replay.jsonl").read_text().splitlines()]
+    assert len(replay) == 2 * 4 and {r["strategy"] for r in replay} == {"random"}
+    assert {"task", "instruction", "input", "output", "quota"} <= set(replay[0])
+    assert "final AP" in proc.stdout and "ROUGE-L" in proc.stdout
+
+
+def test_resume_on_a_finished_run_does_nothing(tiny_run):
+    out, _, _ = tiny_run
+    before = (out / "metrics.json").read_text()
+    proc = citune("run", "--resume", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "metrics.json").read_text() == before
+
+
+def test_rerun_without_resume_is_refused(tiny_run):
+    out, _, _ = tiny_run
+    proc = citune("run", TINY, "-o", out)
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_killed_during_stage_two_resumes_to_the_same_metrics(tiny_run, tmp_path):
+    reference, _, _ = tiny_run
+    out = tmp_path / "killed"
+    env = {**os.environ, "CITUNE_QUIET": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "citune", "run", str(TINY), "-o", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.json"
+    deadline = time.time() + 240
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            stages = json.loads(manifest.read_text())["stages"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            stages = []
+        if len(stages) > 2 and stages[2]["status"] == "running":
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert killed, "the run ended before stage 2 could be interrupted"
+    stages = json.loads(manifest.read_text())["stages"]
+    assert [s["status"] for s in stages[:2]] == ["done", "done"] and stages[2]["status"] != "done"
+    resumed = citune("run", TINY, "--resume", "-o", out)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = json.loads((reference / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert a == b
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path):
+    out = tmp_path / "nan"
+    proc = citune("run", TINY, "model.finetune=full", "train.lr=1e30", "train.max_grad_norm=1e30", "-o", out)
+    assert proc.returncode == 1, proc.stderr
+    assert "loss is" in proc.stderr and "--resume" in proc.stderr and "Traceback" not in proc.stderr
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert stages[0]["status"] == "done" and stages[1]["status"] == "running"
