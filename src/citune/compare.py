@@ -1,0 +1,82 @@
+"""`citune compare`: one stream under several replay strategies and seeds, then a side-by-side table.
+
+Each (strategy, seed) gets `PARENT/<strategy>-seed<seed>`. A run whose manifest marks every
+stage done (with metrics.json written) and whose config matches is skipped; a partly done run
+is resumed; so a killed comparison is resumed by running the same command again.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from citune.config import load_config
+from citune.io import read_json
+from citune.progress import say
+from citune.report.comparison import (
+    build_comparison_report, comparison_table, strategy_columns, write_comparison,
+)
+from citune.report.rundata import load_run
+
+__all__ = ["run_compare", "comparison_table", "write_comparison", "render_comparison", "print_comparison"]
+
+
+def run_dir_for(parent: Path, strategy: str, seed: int) -> Path:
+    return Path(parent) / f"{strategy}-seed{seed}"
+
+
+def is_finished(run_dir: Path, cfg_dict: dict) -> bool:
+    """Every stage done, metrics.json written, and the stored config equals `cfg_dict`."""
+    run = load_run(run_dir)
+    return run.complete and (run_dir / "metrics.json").is_file() and run.config == cfg_dict
+
+
+def run_compare(config_path: str | None, strategies: list[str], seeds: list[int], parent: Path,
+                overrides: list[str], quiet: bool = False) -> Path:
+    """Run (or resume, or skip) every strategy x seed, then write comparison.json, comparison.md and
+    the comparison report into `parent`; return `parent`."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    run_dirs = []
+    total = len(strategies) * len(seeds)
+    for strategy in strategies:
+        for seed in seeds:
+            run_dir = run_dir_for(parent, strategy, seed)
+            run_dirs.append(run_dir)
+            cfg = load_config(config_path, [*overrides, f"replay.strategy={strategy}", f"seed={seed}"])
+            label = f"[{len(run_dirs)}/{total}] {strategy} seed {seed}"
+            if is_finished(run_dir, cfg.to_dict()):
+                say(f"{label}: done already, skipped ({run_dir})", quiet)
+                continue
+            resume = (run_dir / "manifest.json").is_file()
+            say(f"{label}: {'resuming' if resume else 'running'} → {run_dir}", quiet)
+            from citune.runs.runner import run_stream  # torch loads only when a run is needed
+
+            run_stream(cfg, run_dir, resume=resume)
+    build_comparison_report(parent, run_dirs)
+    return parent
+
+
+def render_comparison(rows: list[dict], title: str = "citune comparison") -> Table:
+    """A rich table of `comparison_table` rows (or comparison.json's `strategies`)."""
+    headers, lines = strategy_columns(rows)
+    table = Table(title=title, header_style="bold")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 0 else "right")
+    for line in lines:
+        table.add_row(*line)
+    return table
+
+
+def print_comparison(parent_or_rows: Path | list[dict], console: Console | None = None) -> None:
+    """Print the comparison of a compare parent directory (its comparison.json) or of table rows."""
+    console = console or Console()
+    if isinstance(parent_or_rows, list):
+        console.print(render_comparison(parent_or_rows))
+        return
+    parent = Path(parent_or_rows)
+    parent = parent.parent if parent.is_file() else parent
+    console.print(render_comparison(read_json(parent / "comparison.json")["strategies"]))
+    console.print(f"Comparison: {parent / 'comparison.md'}, report: {parent / 'report.html'}")
+

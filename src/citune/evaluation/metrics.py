@@ -1,0 +1,228 @@
+"""Continual-learning metrics from stored score matrices (METHODS.md section 2).
+
+This is the one module that computes CL metrics; the runner, the report and the
+comparison all call `compute_metrics`.
+
+Conventions
+-----------
+- `matrix` is K x K: row i holds the primary scores (ROUGE-L x 100) after stage
+  t = i + 1, column j is task j in stream order. In the formulas below R[t][j]
+  is 1-based in both t and j, and R[0][j] is `base_row[j]` (the base model).
+- An entry is a float or None (not evaluated). A run that stopped early may
+  pass fewer than K rows; the missing rows count as None.
+- `heldout_matrix` is K x H (held-out tasks), `heldout_base_row` has length H.
+
+Decisions (documented in docs, tested in tests/test_metrics.py)
+---------------------------------------------------------------
+- Missing entries: a metric is None when any entry its formula needs is None.
+  Averages are never taken over a silently smaller set of tasks.
+- UB_j <= 0 in Relative Gain: the ratio R[t][j] / UB_j is undefined (the model
+  never learned task j, so there is nothing to retain); that j is skipped and
+  RG_t averages over the remaining j < t (100 / n_kept * sum). If every j < t
+  is skipped, RG_t is None.
+- rg_std is the population standard deviation (ddof = 0) of RG_2..RG_K: the
+  stages of one run are the whole population, not a sample.
+- K = 1: BWT, FWT, Forgetting and every RG value (rg_by_stage included) are
+  None; AP is R[1][1].
+- No held-out tasks: heldout is [], heldout_matrix, P-score and friends None.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+Score = Optional[float]
+Row = Sequence[Score]
+
+
+# ---------------------------------------------------------------- helpers
+
+def _clean(x) -> Score:
+    if x is None:
+        return None
+    v = float(x)
+    if not math.isfinite(v):
+        raise ValueError(f"score {x!r} is not a finite number")
+    return v
+
+
+def _square(matrix: Sequence[Row] | None, k: int, width: int, name: str) -> list[list[Score]]:
+    """Validate `matrix` (k rows of `width` columns at most) and pad missing rows with None."""
+    rows = [list(r) for r in (matrix or [])]
+    if len(rows) > k:
+        raise ValueError(f"{name} has {len(rows)} rows for {k} stages")
+    out = []
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise ValueError(f"{name} row {i + 1} has {len(r)} entries, expected {width}")
+        out.append([_clean(x) for x in r])
+    return out + [[None] * width for _ in range(k - len(rows))]
+
+
+def _row(values: Row | None, width: int, name: str) -> list[Score]:
+    if values is None:
+        return [None] * width
+    if len(values) != width:
+        raise ValueError(f"{name} has {len(values)} entries, expected {width}")
+    return [_clean(x) for x in values]
+
+
+def _mean(values: Sequence[Score]) -> Score:
+    """Mean, or None when the list is empty or holds a None."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
+def _pstd(values: Sequence[Score]) -> Score:
+    m = _mean(values)
+    if m is None:
+        return None
+    return math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
+
+
+class _R:
+    """R[t][j] with 1-based t and j; t = 0 is the base row."""
+
+    def __init__(self, matrix: list[list[Score]], base_row: list[Score]):
+        self.rows = [base_row] + matrix
+        self.k = len(matrix)
+
+    def __call__(self, t: int, j: int) -> Score:
+        return self.rows[t][j - 1]
+
+
+# ---------------------------------------------------------------- metrics
+
+def average_performance(r: _R, t: int) -> Score:
+    """AP_t = mean over j <= t of R[t][j]."""
+    return _mean([r(t, j) for j in range(1, t + 1)])
+
+
+def backward_transfer(r: _R) -> Score:
+    """BWT = 1/(K-1) * sum_{j<K} (R[K][j] - R[j][j])."""
+    k = r.k
+    if k < 2:
+        return None
+    terms = [_diff(r(k, j), r(j, j)) for j in range(1, k)]
+    return _mean(terms)
+
+
+def forward_transfer(r: _R) -> Score:
+    """FWT = 1/(K-1) * sum_{j=2..K} (R[j-1][j] - R[0][j])."""
+    k = r.k
+    if k < 2:
+        return None
+    return _mean([_diff(r(j - 1, j), r(0, j)) for j in range(2, k + 1)])
+
+
+def forgetting(r: _R) -> Score:
+    """Forgetting = mean over j<K of (max_{j<=t<K} R[t][j] - R[K][j])."""
+    k = r.k
+    if k < 2:
+        return None
+    terms = []
+    for j in range(1, k):
+        past = [r(t, j) for t in range(j, k)]
+        best = None if any(v is None for v in past) else max(past)
+        terms.append(_diff(best, r(k, j)))
+    return _mean(terms)
+
+
+def relative_gain(r: _R, t: int, ub: list[Score]) -> Score:
+    """RG_t = 100/(t-1) * sum_{j<t} R[t][j] / UB_j for t >= 2 (UB_j <= 0 skipped)."""
+    if t < 2:
+        return None
+    ratios = []
+    for j in range(1, t):
+        score, upper = r(t, j), ub[j - 1]
+        if score is None or upper is None:
+            return None
+        if upper > 0:
+            ratios.append(score / upper)
+    return 100.0 * sum(ratios) / len(ratios) if ratios else None
+
+
+def _diff(a: Score, b: Score) -> Score:
+    return None if a is None or b is None else a - b
+
+
+def _last(values: Sequence[Score] | None) -> Score:
+    return values[-1] if values else None
+
+
+# ---------------------------------------------------------------- the one entry point
+
+def compute_metrics(
+    tasks: Sequence[str],
+    matrix: Sequence[Row],
+    base_row: Row | None,
+    heldout: Sequence[str] | None = None,
+    heldout_matrix: Sequence[Row] | None = None,
+    heldout_base_row: Row | None = None,
+    v_by_stage: Sequence[Score] | None = None,
+    ub: Row | None = None,
+) -> dict:
+    """Every CL metric of METHODS.md section 2 from the stored matrices.
+
+    `ub` gives UB_j per task (e.g. single-task experts); by default UB_j = R[j][j].
+    Returns the metrics.json contract keys (tasks, heldout, matrix, heldout_matrix,
+    ap, bwt, fwt, forgetting, relative_gain, rg_by_stage, p_score, v_score) plus
+    base_row, heldout_base_row, ap_by_stage, rg_mean, rg_std, p_score_by_stage,
+    p_score_change, v_score_by_stage and ub. Absent metrics are None.
+    """
+    tasks, heldout = list(tasks), list(heldout or [])
+    k, h = len(tasks), len(heldout)
+    if k == 0:
+        raise ValueError("no tasks")
+    m = _square(matrix, k, k, "matrix")
+    base = _row(base_row, k, "base_row")
+    r = _R(m, base)
+    upper = _row(ub, k, "ub") if ub is not None else [r(j, j) for j in range(1, k + 1)]
+
+    ap_by_stage = [average_performance(r, t) for t in range(1, k + 1)]
+    rg_by_stage = [relative_gain(r, t, upper) for t in range(2, k + 1)] if k >= 2 else None
+    out = {
+        "tasks": tasks,
+        "heldout": heldout,
+        "matrix": m,
+        "heldout_matrix": None,
+        "ap": ap_by_stage[-1],
+        "bwt": backward_transfer(r),
+        "fwt": forward_transfer(r),
+        "forgetting": forgetting(r),
+        "relative_gain": _last(rg_by_stage),
+        "rg_by_stage": rg_by_stage,
+        "p_score": None,
+        "v_score": None,
+        "base_row": base,
+        "heldout_base_row": None,
+        "ap_by_stage": ap_by_stage,
+        "rg_mean": _mean(rg_by_stage or []),
+        "rg_std": _pstd(rg_by_stage or []),
+        "p_score_by_stage": None,
+        "p_score_change": None,
+        "v_score_by_stage": None,
+        "ub": upper,
+    }
+    if h:
+        out.update(_p_scores(k, h, heldout_matrix, heldout_base_row))
+    if v_by_stage is not None:
+        v = [_clean(x) for x in v_by_stage]
+        out["v_score_by_stage"], out["v_score"] = v, _last(v)
+    return out
+
+
+def _p_scores(k: int, h: int, heldout_matrix, heldout_base_row) -> dict:
+    """P-score_t = mean over held-out tasks of the score after stage t; change from stage 0."""
+    hm = _square(heldout_matrix, k, h, "heldout_matrix")
+    hbase = _row(heldout_base_row, h, "heldout_base_row")
+    by_stage = [_mean(row) for row in hm]
+    final = by_stage[-1]
+    return {
+        "heldout_matrix": hm,
+        "heldout_base_row": hbase,
+        "p_score": final,
+        "p_score_by_stage": by_stage,
+        "p_score_change": _diff(final, _mean(hbase)),
+    }

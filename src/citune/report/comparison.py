@@ -1,0 +1,238 @@
+"""Side-by-side results of several runs: the per-strategy table, comparison.md and the comparison report.
+
+Across seeds: mean and *sample* standard deviation (ddof = 1; None with one seed),
+over the runs where the metric exists (the table says `k/n` when some lack it).
+Plot bands span the min..max over seeds.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from citune.io import atomic_write_text, write_json
+from citune.report import plots
+from citune.report.doc import Doc, Link, fmt, fmt_seconds, save
+from citune.report.rundata import RunData, load_run
+from citune.report.run_report import DEFINITIONS, _last_row, at
+
+PLOTS = ("relative_gain.png", "ap_by_stage.png", "final_scores.png", "p_score.png")
+
+# (key in metrics.json, column title, signed)
+METRICS = [
+    ("ap", "final AP", False),
+    ("bwt", "BWT", True),
+    ("fwt", "FWT", True),
+    ("forgetting", "forgetting", False),
+    ("relative_gain", "final RG", False),
+    ("rg_mean", "RG mean", False),
+    ("p_score", "P-score", False),
+    ("p_score_change", "P change", True),
+    ("v_score", "V-score", False),
+]
+
+
+def summarize(values: Sequence[Any]) -> dict:
+    """Mean, sample std (ddof=1) and count over the non-None values."""
+    vals = [float(v) for v in values if v is not None]
+    n = len(vals)
+    mean = sum(vals) / n if n else None
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else None
+    return {"mean": mean, "std": std, "n": n, "values": list(values)}
+
+
+def run_row(run: RunData) -> dict:
+    """One run's facts and headline metrics (a row of comparison.json's `runs`)."""
+    row = {"run": run.name, "path": str(run.path), "strategy": run.strategy, "seed": run.seed,
+           "complete": run.complete, "stages_done": run.n_done, "stages": len(run.tasks),
+           "train_tokens": run.train_tokens, "wall_seconds": run.wall_seconds}
+    row.update({key: run.metrics.get(key) for key, _, _ in METRICS})
+    return row
+
+
+def _group(runs: Sequence[RunData]) -> dict[str, list[RunData]]:
+    groups: dict[str, list[RunData]] = {}
+    for r in runs:
+        groups.setdefault(r.strategy, []).append(r)
+    return groups
+
+
+def _strategy_row(strategy: str, runs: list[RunData]) -> dict:
+    tokens = summarize([r.train_tokens for r in runs])
+    wall = summarize([r.wall_seconds for r in runs])
+    row = {"strategy": strategy, "runs": [r.name for r in runs], "seeds": [r.seed for r in runs],
+           "complete": sum(r.complete for r in runs),
+           "train_tokens": tokens["mean"], "wall_seconds": wall["mean"]}
+    row.update({key: summarize([r.metrics.get(key) for r in runs]) for key, _, _ in METRICS})
+    return row
+
+
+def comparison_table(run_dirs: Sequence[str | Path]) -> list[dict]:
+    """One row per strategy (in order of first appearance): every metric as {mean, std, n, values}
+    over seeds, plus mean training tokens and mean wall time per run."""
+    return _table([load_run(d) for d in run_dirs])
+
+
+def _table(runs: Sequence[RunData]) -> list[dict]:
+    return [_strategy_row(s, rs) for s, rs in _group(runs).items()]
+
+
+def cell(stat: dict, signed: bool = False, runs: int | None = None) -> str:
+    """`mean ± std`, with `(k/n)` when only k of the n runs have the metric."""
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    text = fmt(stat["mean"], signed=signed)
+    if stat.get("std") is not None:
+        text += f" ± {stat['std']:.2f}"
+    if runs is not None and stat["n"] < runs:
+        text += f" ({stat['n']}/{runs})"
+    return text
+
+
+RUN_METRICS = ["ap", "bwt", "fwt", "forgetting", "relative_gain", "p_score", "v_score"]  # per-run table
+
+
+def _runs_cell(row: dict) -> str:
+    n = len(row["runs"])
+    seeds = ",".join("?" if s is None else str(s) for s in row["seeds"])
+    return f"{n} (seed {seeds})" + ("" if row["complete"] == n else f", {n - row['complete']} partial")
+
+
+def strategy_columns(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The per-strategy table transposed (one column per strategy, one line per metric), so that it
+    stays narrow in a terminal; shared by Markdown, HTML and the rich console table."""
+    headers = ["", *(r["strategy"] for r in rows)]
+    lines = [["runs", *(_runs_cell(r) for r in rows)]]
+    for key, title, signed in METRICS:
+        lines.append([title, *(cell(r[key], signed, len(r["runs"])) for r in rows)])
+    lines.append(["train tokens / run", *("n/a" if r["train_tokens"] is None else f"{r['train_tokens']:,.0f}"
+                                          for r in rows)])
+    lines.append(["wall time / run", *(fmt_seconds(r["wall_seconds"]) for r in rows)])
+    return headers, lines
+
+
+def _link(parent: Path, run: RunData) -> Any:
+    rel = os.path.relpath(run.path, parent)
+    if not (run.path / "report.md").is_file():
+        return rel
+    return Link(rel, f"{rel}/report.md", f"{rel}/report.html")
+
+
+def _run_cells(parent: Path, run: RunData) -> list:
+    r = run_row(run)
+    signed = {key: s for key, _, s in METRICS}
+    return [_link(parent, run), "?" if r["seed"] is None else str(r["seed"]), f"{r['stages_done']}/{r['stages']}",
+            *(fmt(r[key], signed=signed[key]) for key in RUN_METRICS), fmt(r["train_tokens"]),
+            fmt_seconds(r["wall_seconds"])]
+
+
+def tables_document(parent: Path, runs: Sequence[RunData], title: str) -> Doc:
+    """The tables shared by comparison.md and the comparison report."""
+    doc = Doc(title)
+    doc.para(f"{len(runs)} runs. Metrics: mean ± sample std over seeds (ddof = 1); (k/n): only k of n runs "
+             "have the metric (partial runs or no held-out tasks).")
+    doc.heading("By strategy")
+    doc.table(*strategy_columns(_table(runs)), numeric_from=1)
+    doc.heading("Runs")
+    titles = {key: title for key, title, _ in METRICS}
+    doc.table(["run", "seed", "stages", *(titles[k] for k in RUN_METRICS), "train tokens", "wall time"],
+              [_run_cells(parent, r) for r in runs], numeric_from=1)
+    tasks = {tuple(r.tasks) for r in runs if r.tasks}
+    if len(tasks) > 1:
+        doc.para("Warning: the runs do not share one task stream; per-task plots use the first run's tasks.")
+    return doc
+
+
+def write_comparison(parent: str | Path, run_dirs: Sequence[str | Path]) -> Path:
+    """comparison.json (per-strategy table + per-run rows) and comparison.md; return comparison.json."""
+    return _write_comparison(Path(parent), [load_run(d) for d in run_dirs])
+
+
+def _write_comparison(parent: Path, runs: Sequence[RunData]) -> Path:
+    data = {
+        "std": "sample standard deviation over seeds (ddof=1); null with one seed",
+        "strategies": _table(runs),
+        "runs": [run_row(r) for r in runs],
+    }
+    path = parent / "comparison.json"
+    write_json(path, data)
+    atomic_write_text(parent / "comparison.md", tables_document(parent, runs, "citune comparison").markdown())
+    return path
+
+
+# ---------------------------------------------------------------- plots across seeds
+
+def _band(curves: Sequence[Sequence | None]) -> tuple[list, list, list]:
+    """Per position: mean, min and max over the curves' non-None values."""
+    length = max((len(c) for c in curves if c), default=0)
+    mean, low, high = [], [], []
+    for i in range(length):
+        vals = [c[i] for c in curves if c and i < len(c) and c[i] is not None]
+        mean.append(sum(vals) / len(vals) if vals else None)
+        low.append(min(vals) if vals else None)
+        high.append(max(vals) if vals else None)
+    return mean, low, high
+
+
+def _stage_lines(groups: dict[str, list[RunData]], key: str, first: int) -> dict:
+    series = {}
+    for strategy, runs in groups.items():
+        mean, low, high = _band([r.metrics.get(key) for r in runs])
+        if mean:
+            banded = len(runs) > 1
+            series[strategy] = (range(first, first + len(mean)), mean, low if banded else None,
+                                high if banded else None)
+    return series
+
+
+def _final_scores(run: RunData, names: list[str]) -> list:
+    m = run.metrics
+    matrix, hm = m.get("matrix") or [], m.get("heldout_matrix") or []
+    last = _last_row(matrix)
+    if last is None:
+        return [None] * len(names)
+    scores = dict(zip(run.tasks, matrix[last]))
+    scores.update(zip(run.heldout, at(hm, last) or []))
+    return [scores.get(n) for n in names]
+
+
+def plots_section(doc: Doc, runs: Sequence[RunData]) -> None:
+    groups = _group(runs)
+    doc.heading("Plots")
+    bands = "; bands span min..max over seeds" if any(len(v) > 1 for v in groups.values()) else ""
+    rg = _stage_lines(groups, "rg_by_stage", 2)
+    doc.image("relative_gain.png", plots.lines(rg, "Relative Gain by stage", "stage t", "RG_t", reference=100.0),
+              f"Relative Gain RG_t by stage, mean over seeds{bands}.")
+    ap = _stage_lines(groups, "ap_by_stage", 1)
+    doc.image("ap_by_stage.png", plots.lines(ap, "Average performance by stage", "stage t", "AP_t"),
+              f"AP_t (mean over seen tasks) by stage, mean over seeds{bands}.")
+    first = next((r for r in runs if r.tasks), None)
+    if first is not None:
+        names = first.tasks + first.heldout
+        means, errors = {}, {}
+        for strategy, rs in groups.items():
+            mean, low, high = _band([_final_scores(r, names) for r in rs])
+            means[strategy] = mean
+            errors[strategy] = ([None if m is None else m - lo for m, lo in zip(mean, low)],
+                                [None if m is None else hi - m for m, hi in zip(mean, high)])
+        doc.image("final_scores.png", plots.grouped_bars(names, means, "Final scores per task", "ROUGE-L x100",
+                                                         errors if bands else None),
+                  f"Score of each task (held-out last) after the last evaluated stage, mean over seeds"
+                  f"{'; error bars span min..max' if bands else ''}.")
+    p = _stage_lines(groups, "p_score_by_stage", 1)
+    doc.image("p_score.png", plots.lines(p, "P-score by stage", "stage t", "P-score"),
+              f"Mean held-out score by stage, mean over seeds{bands}.")
+
+
+def build_comparison_report(parent_dir: str | Path, run_dirs: Sequence[str | Path]) -> Path:
+    """Write comparison.json, comparison.md, report.md, report.html and plots/*.png comparing `run_dirs`
+    into `parent_dir`; return the path of report.md."""
+    parent = Path(parent_dir)
+    runs = [load_run(d) for d in run_dirs]
+    _write_comparison(parent, runs)
+    doc = tables_document(parent, runs, f"citune comparison: {parent.name or parent.resolve().name}")
+    plots_section(doc, runs)
+    doc.heading("Definitions")
+    doc.bullets(DEFINITIONS)
+    return save(doc, parent, PLOTS)

@@ -1,0 +1,167 @@
+"""Read a run directory (ARCHITECTURE.md §2) into one object, tolerating partial runs.
+
+Every file is optional: a run killed after two stages, or one whose metrics.json
+was never written, still loads. Metrics come from metrics.json when present,
+otherwise they are recomputed from the stages' eval.json files.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from citune.evaluation.metrics import compute_metrics
+from citune.io import read_json, read_jsonl
+
+_STAGE_DIR = re.compile(r"^(\d+)-(.+)$")
+
+
+@dataclass
+class RunData:
+    path: Path
+    config: dict = field(default_factory=dict)
+    config_sha256: str | None = None
+    manifest: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    evals: dict[int, dict] = field(default_factory=dict)  # stage index (0 = base) -> eval.json
+    replay: dict[int, Counter] = field(default_factory=dict)  # stage index -> replayed count by source task
+    inscl: dict | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def strategy(self) -> str:
+        return (self.manifest.get("strategy") or _get(self.config, "replay", "strategy")
+                or _from_dir_name(self.name)[0] or "?")
+
+    @property
+    def seed(self) -> Any:
+        seed = self.manifest.get("seed", self.config.get("seed"))
+        return seed if seed is not None else _from_dir_name(self.name)[1]
+
+    @property
+    def model(self) -> Any:
+        return self.manifest.get("model") or _get(self.config, "model", "name")
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.metrics.get("tasks") or [s["task"] for s in self.stages])
+
+    @property
+    def heldout(self) -> list[str]:
+        return list(self.metrics.get("heldout") or [])
+
+    @property
+    def stages(self) -> list[dict]:
+        """Manifest entries of the stream's stages (the base evaluation, index 0, left out)."""
+        return [s for s in self.manifest.get("stages", []) if s.get("index", 1) != 0]
+
+    @property
+    def all_stages(self) -> list[dict]:
+        return list(self.manifest.get("stages", []))
+
+    @property
+    def n_done(self) -> int:
+        return sum(s.get("status") == "done" for s in self.stages)
+
+    @property
+    def complete(self) -> bool:
+        entries = self.all_stages
+        return bool(entries) and all(s.get("status") == "done" for s in entries)
+
+    @property
+    def train_tokens(self) -> int | None:
+        tokens = [s["train_tokens"] for s in self.stages if s.get("train_tokens") is not None]
+        return sum(tokens) if tokens else None
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """Sum of the recorded stage times (training, replay selection and evaluation), base included."""
+        secs = [s["seconds"] for s in self.all_stages if s.get("seconds") is not None]
+        return float(sum(secs)) if secs else None
+
+
+def _get(d: dict, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _from_dir_name(name: str) -> tuple[str | None, int | None]:
+    """`<strategy>-seed<seed>`, the layout of `citune compare`."""
+    m = re.match(r"^(.+)-seed(\d+)$", name)
+    return (m.group(1), int(m.group(2))) if m else (None, None)
+
+
+def _read_optional(path: Path, reader) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return reader(path)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None  # unreadable: shown as missing, a report never crashes on one bad file
+
+
+def _stage_dirs(run_dir: Path) -> dict[int, Path]:
+    out = {}
+    for d in sorted((run_dir / "stages").glob("*")):
+        m = _STAGE_DIR.match(d.name)
+        if d.is_dir() and m:
+            out[int(m.group(1))] = d
+    return out
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    run = RunData(path=Path(run_dir))
+    cfg_path = run.path / "config.yaml"
+    if cfg_path.is_file():
+        raw = cfg_path.read_bytes()
+        run.config_sha256 = hashlib.sha256(raw).hexdigest()
+        run.config = _read_optional(cfg_path, lambda p: yaml.safe_load(p.read_text(encoding="utf-8"))) or {}
+    run.manifest = _read_optional(run.path / "manifest.json", read_json) or {}
+    for index, d in _stage_dirs(run.path).items():
+        ev = _read_optional(d / "eval.json", read_json)
+        if ev is not None:
+            run.evals[index] = ev
+        rows = _read_optional(d / "replay.jsonl", read_jsonl)
+        if rows is not None:
+            run.replay[index] = Counter(str(r.get("task", "?")) for r in rows)
+    run.inscl = _read_optional(run.path / "inscl_distances.json", read_json)
+    run.metrics = _read_optional(run.path / "metrics.json", read_json) or _metrics_from_evals(run)
+    return run
+
+
+def _metrics_from_evals(run: RunData) -> dict:
+    """The metrics of a run without metrics.json, from whatever eval.json files exist."""
+    tasks = [s["task"] for s in run.stages] or [ev.get("task") for i, ev in sorted(run.evals.items()) if i > 0]
+    if not tasks:
+        return {}
+    heldout = list(dict.fromkeys(h for ev in run.evals.values() for h in ev.get("heldout", {})))
+
+    def row(i: int, group: str, names: list[str]) -> list:
+        scores = run.evals.get(i, {}).get(group, {})
+        return [scores.get(n, {}).get("rougeL") for n in names]
+
+    k = len(tasks)
+    try:
+        return compute_metrics(
+            tasks, [row(i, "tasks", tasks) for i in range(1, k + 1)], row(0, "tasks", tasks), heldout,
+            [row(i, "heldout", heldout) for i in range(1, k + 1)], row(0, "heldout", heldout),
+            [run.evals.get(i, {}).get("v_score") for i in range(1, k + 1)])
+    except (ValueError, TypeError):
+        return {"tasks": tasks, "heldout": heldout}
+
+
+def final_stage(run: RunData) -> int | None:
+    """The last stage with an eval.json (0 = only the base model was evaluated)."""
+    return max(run.evals) if run.evals else None
+
