@@ -142,7 +142,15 @@ class InsCLConfig(Strict):
     retries: int = Field(3, ge=0)
     dbscan_eps: float = Field(0.1, gt=0)
     dbscan_min_samples: int = Field(5, gt=0)
-    prototype_clusters: Optional[int] = Field(None, gt=0)
+    prototype_clusters: Optional[int] = Field(None, gt=0)  # None: one cluster per replayed item
+    keyphrase_max_ngram: int = Field(2, ge=1, le=4)  # longest candidate phrase of the keyphrase tagger
+    endpoint_timeout: float = Field(60.0, gt=0)  # seconds per request to the tagger endpoint
+
+    @model_validator(mode="after")
+    def _llm_tagger_source(self):
+        if self.tagger == "llm" and not self.tagger_model and not (self.endpoint_url and self.endpoint_model):
+            raise ValueError("the llm tagger needs tagger_model, or endpoint_url and endpoint_model")
+        return self
 
 
 class KPIGConfig(Strict):
@@ -151,10 +159,14 @@ class KPIGConfig(Strict):
     endpoint_url: Optional[str] = None
     endpoint_model: Optional[str] = None
     api_key_env: str = "OPENAI_API_KEY"
+    retries: int = Field(3, ge=0)  # invalid llm answers retried, then the heuristic spans are used (counted)
+    llm_max_new_tokens: int = Field(256, gt=0)
+    llm_timeout: float = Field(60.0, gt=0)  # seconds per endpoint request
     placeholder: str = "[...]"
     ig: Literal["nll", "entropy", "kl"] = "nll"
     probe: int = Field(32, gt=0)
     pool: int = Field(128, gt=0)
+    batch_size: int = Field(8, gt=0)  # instances per IG scoring batch (each is scored full and masked)
     quota: Literal["drop", "softmax"] = "drop"
     epsilon: float = Field(1e-3, gt=0)
     tau: float = Field(1.0, gt=0)

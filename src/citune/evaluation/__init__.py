@@ -1,0 +1,1 @@
+"""Generation, scores and continual-learning metrics."""

@@ -1,0 +1,68 @@
+"""Prototype replay over instances (METHODS §3.7): equal quotas; k-means over each old task's instance
+embeddings; the instances nearest the centroids are replayed, one per cluster per round."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from citune.data.types import Instance
+from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
+from citune.replay.embeddings import embed_texts
+from citune.replay.quota import allocate
+
+
+def equal_quotas(ctx: StageContext) -> list[int]:
+    """b per previous task — the random baseline's split — capped by what each task stores."""
+    prev = ctx.previous
+    return allocate(ctx.budget, [1.0] * len(prev), [len(t.train) for t in prev])
+
+
+def prompt_text(x: Instance) -> str:
+    return f"{x.instruction}\n\n{x.input}" if x.input else x.instruction
+
+
+def prototype_order(points: np.ndarray, k: int, seed: int) -> list[int]:
+    """Every point, in replay order: k-means into k clusters, then rounds over the clusters (largest first),
+    each round taking every cluster's next-nearest member to its centroid. The first round holds the
+    k prototypes."""
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    m = len(points)
+    k = max(1, min(int(k), m))
+    if k == m:
+        return list(range(m))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate points: fewer distinct clusters
+        km = KMeans(k, n_init=3, random_state=seed).fit(points)
+    dist = np.linalg.norm(points - km.cluster_centers_[km.labels_], axis=1)
+    clusters = [np.flatnonzero(km.labels_ == c) for c in range(k)]
+    clusters = [c[np.lexsort((c, dist[c]))] for c in clusters if len(c)]
+    clusters.sort(key=lambda c: (-len(c), int(c[0])))
+    return [int(c[r]) for r in range(max(map(len, clusters))) for c in clusters if r < len(c)]
+
+
+def seed_of(ctx: StageContext, *keys: object) -> int:
+    return int(ctx.rng(*keys).integers(2**31))
+
+
+@register("prototype-data")
+class PrototypeData(ReplayStrategy):
+    def select(self, ctx: StageContext) -> list[ReplayRecord]:
+        ins = self.cfg.replay.inscl
+        records = []
+        for task, quota in zip(ctx.previous, equal_quotas(ctx)):
+            if quota == 0:
+                continue
+            points = embed_texts([prompt_text(x) for x in task.train], ctx.cache_dir, ins.encoder, self.cfg.model,
+                                 ctx.model)
+            order = prototype_order(points, ins.prototype_clusters or quota, seed_of(ctx, self.name, task.name))
+            records += [ReplayRecord(task.train[i], {"quota": quota, "prototype_rank": r})
+                        for r, i in enumerate(order[:quota])]
+        return records
+
+    def plan(self, ctx: StageContext):
+        from citune.replay.planning import summarise
+
+        return summarise(ctx, self.name, self.select(ctx))

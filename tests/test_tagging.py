@@ -1,0 +1,191 @@
+"""Tagging (METHODS §3.4): normalisation, keyphrases, DBSCAN merging, the llm tagger against a local server."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pytest
+
+from citune.config import InsCLConfig
+from citune.replay.tagging import (EndpointTagger, TaggerError, candidate_phrases, chat_completions_url,
+                                   instruction_tags, keyphrase_tags, merge_tags, normalise_tag, normalise_tags,
+                                   parse_tags)
+
+
+def test_normalisation():
+    assert normalise_tag("Sentiment-Classification!") == "sentiment classification"
+    assert normalise_tag("  SQL_generation 2 ") == "sql generation"
+    assert normalise_tag("Short Stories") == "short story"
+    assert normalise_tag("Classifying Tweets") == "classify tweet"
+    assert normalise_tag("123 !!") == ""
+    assert normalise_tags(["Stories", "story", "", "42", "Math"]) == ["story", "math"]
+
+
+def test_candidate_phrases_drop_stopwords_and_stay_inside_clauses():
+    assert candidate_phrases("Classify the sentiment of the tweet. Answer yes", 2) == [
+        "classify", "sentiment", "tweet", "classify sentiment", "sentiment tweet", "answer", "yes", "answer yes"]
+
+
+def test_keyphrase_tags_rank_by_similarity_to_the_instruction():
+    vectors = {"classify": [1, 0, 0], "sentiment": [0.9, 0.1, 0], "tweet": [0, 1, 0],
+               "classify sentiment": [0.99, 0.01, 0], "sentiment tweet": [0.5, 0.5, 0],
+               "Classify the sentiment of the tweet": [1, 0, 0]}
+
+    def embed(texts):
+        x = np.array([vectors[t] for t in texts], dtype=float)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    assert keyphrase_tags(["Classify the sentiment of the tweet"], 3, embed) == [
+        ["classify", "classify sentiment", "sentiment"]]
+
+
+def test_dbscan_merges_every_cluster_into_its_most_frequent_member():
+    # two clusters (the second is the last cluster id and must be merged too) and one outlier
+    vec = {"sentiment analysis": [1, 0, 0], "sentiment analyse": [0.999, 0.01, 0], "sentiment": [0.998, 0.02, 0],
+           "sql": [0, 1, 0], "sql query": [0.01, 0.999, 0], "poetry": [0, 0, 1]}
+
+    def embed(texts):
+        return np.array([vec[t] for t in texts], dtype=float)
+
+    lists = [["sentiment analyse", "sentiment analysis"], ["sentiment analysis", "poetry"], ["sentiment analysis"],
+             ["sentiment"], ["sql query"], ["sql query", "sql"], ["sql"], ["sql query"]]
+    merged = merge_tags(lists, embed, eps=0.1, min_samples=2)
+    assert merged == [["sentiment analysis"], ["sentiment analysis", "poetry"], ["sentiment analysis"],
+                      ["sentiment analysis"], ["sql query"], ["sql query"], ["sql query"], ["sql query"]]
+    # min_samples above every cluster's size: nothing merges
+    assert merge_tags(lists, embed, eps=0.1, min_samples=10) == [list(dict.fromkeys(t)) for t in lists]
+    assert merge_tags([[], []], embed) == [[], []]
+
+
+def test_parse_tags():
+    good = '[{"tag": "Sentiment", "explanation": "x"}, {"tag": "Classification", "explanation": "y"}]'
+    assert parse_tags(good) == ["Sentiment", "Classification"]
+    assert parse_tags(f"Here you go:\n```json\n{good}\n```") == ["Sentiment", "Classification"]
+    for bad in ["sentiment, classification", "[]", '[{"name": "x"}]', '[{"tag": ""}]', '[{"tag": "a"']:
+        with pytest.raises(ValueError):
+            parse_tags(bad)
+
+
+def test_endpoint_url_forms():
+    assert chat_completions_url("http://h:1") == "http://h:1/v1/chat/completions"
+    assert chat_completions_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
+    assert chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
+
+
+class FakeOpenAI:
+    """A local OpenAI-compatible server answering from a script of replies (the last one repeats)."""
+
+    def __init__(self, replies):
+        self.replies, self.requests = list(replies), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                reply = outer.replies[min(len(outer.requests), len(outer.replies)) - 1]
+                if isinstance(reply, int):
+                    self.send_response(reply)
+                    self.end_headers()
+                    return
+                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def server_factory(monkeypatch):
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    made = []
+
+    def make(replies):
+        made.append(FakeOpenAI(replies))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+VALID = '[{"tag": "Sentiment Analysis", "explanation": "polarity"}, {"tag": "Tweets", "explanation": "source"}]'
+
+
+def test_endpoint_tagger_retries_invalid_json(server_factory, monkeypatch):
+    monkeypatch.setenv("CITUNE_TEST_KEY", "sk-secret-123")
+    srv = server_factory(["Sure! The tags are: sentiment, tweets", VALID])
+    tagger = EndpointTagger(srv.url, "tagger-model", "CITUNE_TEST_KEY", retries=2, backoff=0)
+    assert tagger("Classify the tweet.") == ["Sentiment Analysis", "Tweets"]
+    assert len(srv.requests) == 2
+    first = srv.requests[0]
+    assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer sk-secret-123"
+    assert first["body"]["model"] == "tagger-model"
+    assert "Classify the tweet." in first["body"]["messages"][0]["content"]
+
+
+def test_endpoint_tagger_retries_server_errors(server_factory):
+    srv = server_factory([503, VALID])
+    assert EndpointTagger(srv.url, "m", "CITUNE_UNSET_KEY", retries=1, backoff=0)("x") == ["Sentiment Analysis",
+                                                                                         "Tweets"]
+    assert srv.requests[0]["auth"] is None  # no key in the environment: no header
+
+
+def test_always_invalid_output_is_reported(server_factory, monkeypatch):
+    monkeypatch.setenv("CITUNE_TEST_KEY", "sk-secret-123")
+    srv = server_factory(["not json at all"])
+    with pytest.raises(TaggerError) as err:
+        EndpointTagger(srv.url, "m", "CITUNE_TEST_KEY", retries=2, backoff=0)("Summarise the article.")
+    msg = str(err.value)
+    assert "3 attempts" in msg and "invalid tag JSON" in msg and "Summarise the article" in msg
+    assert "sk-secret" not in msg
+    assert len(srv.requests) == 3
+
+
+def test_client_errors_are_not_retried(server_factory):
+    srv = server_factory([401])
+    with pytest.raises(TaggerError, match="HTTP 401"):
+        EndpointTagger(srv.url, "m", retries=3, backoff=0)("x")
+    assert len(srv.requests) == 1
+
+
+def test_llm_pipeline_normalises_and_caches(server_factory, tmp_path):
+    srv = server_factory([VALID])
+    cfg = InsCLConfig(tagger="llm", endpoint_url=srv.url, endpoint_model="m", retries=0)
+    embed = lambda texts: np.eye(len(texts))  # noqa: E731 (orthogonal: nothing merges)
+    tags = instruction_tags(["Classify the tweet.", "Classify the review."], cfg, tmp_path, embed)
+    assert tags == {"Classify the tweet.": ["sentiment analysis", "tweet"],
+                    "Classify the review.": ["sentiment analysis", "tweet"]}
+    assert len(srv.requests) == 2
+    assert instruction_tags(["Classify the review."], cfg, tmp_path, embed) == {
+        "Classify the review.": ["sentiment analysis", "tweet"]}
+    assert len(srv.requests) == 2  # served from the tag cache
+    assert list((tmp_path / "tags").glob("*.json"))
+
+
+def test_llm_tagger_needs_a_model_or_an_endpoint():
+    with pytest.raises(ValueError, match="llm tagger"):
+        InsCLConfig(tagger="llm")
+
+
+def test_local_transformers_tagger_reports_invalid_output(tmp_path):
+    """The tiny random model cannot answer JSON: the failure is reported after the retry, not dropped."""
+    from citune.paths import cache_root
+    from citune.replay.tagging import LocalTagger
+
+    tagger = LocalTagger("tiny", cache_root(), retries=1, max_new_tokens=4)
+    with pytest.raises(TaggerError, match="2 attempts"):
+        tagger("Classify the tweet.")
