@@ -1,0 +1,72 @@
+"""KPIG's IG-refined objective (METHODS.md 4.5): L = CE(y | x, I) + λ · mean max(0, m − IG(x, y, I)).
+
+`encode` adds the example with its masked instruction Ĩ (`masked_input_ids`, `masked_labels`) for
+the examples selected by `on` (all, current, replay) whose instruction has key parts; any other
+example gets a one-token marker whose label is -100, and the hinge skips it. `loss` runs the full
+batch and the selected masked rows through the model in one concatenated forward pass, so the
+gradient flows through both. CE is the token mean over the batch's response tokens, as the trainer's
+own loss; IG is per example, token-averaged: NLL(y | x, Ĩ) − NLL(y | x, I). Works with either
+padding side (rows are re-aligned to the left), LoRA or full tuning, and gradient accumulation
+(the trainer scales the returned loss).
+"""
+from __future__ import annotations
+
+from typing import Callable, Literal, Mapping, Sequence
+
+import torch
+
+from citune.engine.objective import TrainExample
+from citune.replay.infogain import left_align, response_logits, stack_left, token_nll
+from citune.replay.masking import Span, mask
+
+Spans = Mapping[str, Sequence[Span]] | Callable[[str], Sequence[Span]]
+
+
+class IGObjective:
+    def __init__(self, encoder, pad_id: int, spans: Spans, placeholder: str = "[...]", lam: float = 0.1,
+                 margin: float = 1.0, on: Literal["all", "current", "replay"] = "all"):
+        self.encoder = encoder
+        self.pad_id = pad_id
+        self._spans = spans
+        self.placeholder = placeholder
+        self.lam = lam
+        self.margin = margin
+        self.on = on
+
+    def spans(self, instruction: str) -> Sequence[Span]:
+        if callable(self._spans):
+            return self._spans(instruction) or ()
+        return self._spans.get(instruction, ())
+
+    def selects(self, example: TrainExample) -> bool:
+        return self.on == "all" or (self.on == "replay") == example.is_replay
+
+    def encode(self, example: TrainExample, max_len: int) -> dict[str, list[int]]:
+        instruction = example.shown_instruction
+        spans = self.spans(instruction) if self.selects(example) else ()
+        if not spans:
+            return {"masked_input_ids": [self.pad_id], "masked_labels": [-100]}
+        x = example.instance
+        ids, labels = self.encoder.example(mask(instruction, spans, self.placeholder), x.input, x.output, max_len)
+        return {"masked_input_ids": ids, "masked_labels": labels}
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        full = left_align(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        selected = (batch["masked_labels"] != -100).any(dim=1)
+        parts = [full]
+        if selected.any():
+            parts.append(left_align(batch["masked_input_ids"][selected], batch["masked_attention_mask"][selected],
+                                    batch["masked_labels"][selected]))
+        ids, attn, labels = stack_left(parts, self.pad_id)
+        logits, targets, valid = response_logits(model, ids, attn, labels)
+        nll = token_nll(logits, targets, valid)
+        b = full[0].shape[0]
+        ce = nll[:b].sum() / valid[:b].sum().clamp(min=1)
+        if not selected.any():
+            return ce, {"ce": float(ce.detach()), "hinge": 0.0, "ig_mean": 0.0, "ig_count": 0.0}
+        per_example = nll.sum(1) / valid.sum(1).clamp(min=1)
+        ig = per_example[b:] - per_example[:b][selected]
+        hinge = torch.clamp(self.margin - ig, min=0).mean()
+        total = ce + self.lam * hinge
+        return total, {"ce": float(ce.detach()), "hinge": float(hinge.detach()),
+                       "ig_mean": float(ig.detach().mean()), "ig_count": float(ig.numel())}

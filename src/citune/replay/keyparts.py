@@ -1,0 +1,332 @@
+"""Key parts κ(I) of an instruction (KPIG, METHODS.md 4.1): the spans that decide what a correct
+response looks like — label set or answer options, output format, length or style constraints.
+
+Spans are character offsets [start, end) into the instruction, merged when they overlap or
+are separated only by spaces, commas, colons or dashes (never across a sentence end). Two extractors:
+
+- `heuristic` (default, offline, deterministic): quoted strings; words of the instruction's closed
+  label set; the clauses that carry a constraint cue ("answer with", "output", "return", "only",
+  "must", "one of", "either ... or", "yes or no", "in the format", numbers with units, plus
+  "should", "need to", "have to", "whether ... or" and comparative bounds such as "at most").
+- `llm`: a local transformers model or an OpenAI-compatible endpoint returns a JSON list of exact
+  substrings; a substring not found verbatim is discarded. After `kpig.retries` invalid answers
+  the instruction falls back to the heuristic spans, which is counted and warned about.
+
+Results are cached on disk under `<cache>/keyparts/` by a hash of (extractor, model, text, labels).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from citune.errors import InputError
+from citune.evaluation.text import sentence_spans
+from citune.evaluation.vscore import label_sets
+from citune.io import read_json, write_json
+from citune.replay.masking import Span, merge_spans
+
+if TYPE_CHECKING:
+    from citune.config import Config, KPIGConfig
+    from citune.data.types import Stream, Task
+
+log = logging.getLogger(__name__)
+
+HEURISTIC_VERSION = "heuristic-v1"
+
+_QUOTED = re.compile(r"\"[^\"\n]{1,200}\"|“[^”\n]{1,200}”|(?<![\w'])'[^'\n]{1,200}'(?![\w])|`[^`\n]{1,200}`")
+_NUMBER = (r"(?:\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+           r"hundred|single)")
+_UNITS = (r"(?:words?|sentences?|characters?|letters?|tokens?|digits?|decimal places?|"
+          r"categor(?:y|ies)|class(?:es)?|labels?|options?|choices?|paragraphs?|lines?|bullet points?|"
+          r"syllables?|%|percent)")
+_CUES = re.compile("|".join([
+    r"\b(?:answer|respond|reply)\s+with\b", r"\boutputs?\b", r"\breturn(?:s|ed|ing)?\b", r"\bonly\b", r"\bmust\b",
+    r"\bone of\b", r"\beither\b[^.;]*?\bor\b", r"\byes\W+(?:or|and)\W+no\b", r"\bin the (?:format|form)\b",
+    r"\bformat(?:ted)?\b", rf"\b{_NUMBER}[\s-]+{_UNITS}(?!\w)", r"\bshould\b", r"\bneeds? to\b", r"\bha(?:ve|s) to\b",
+    r"\bwhether\b[^.;]*?\bor\b", r"\b(?:at least|at most|no more than|fewer than|less than|more than|up to)\s+\d",
+]), re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+[-–—]\s+|\s+(?=(?:and|but|so|then)\s+(?:you|your)\b)", re.IGNORECASE)
+_JOINABLE_GAP = re.compile(r"[\s,;:/\-–—]*")
+_STOPWORDS = frozenset("a an the of in on at for with to from by and or not no is are be it this that as".split())
+
+
+# ---------------------------------------------------------------- heuristic extractor
+
+def quoted_spans(text: str) -> list[Span]:
+    return [m.span() for m in _QUOTED.finditer(text)]
+
+
+def label_spans(text: str, labels: Iterable[str] | None) -> list[Span]:
+    """Whole-word occurrences of the task's labels; single characters, numbers and stop words are
+    skipped (they would mark articles and counts everywhere; quoted ones are caught as quotes)."""
+    spans = []
+    for label in labels or ():
+        label = label.strip()
+        if len(label) < 2 or label.lower() in _STOPWORDS or label.replace(".", "").isdigit():
+            continue
+        pattern = re.compile(rf"(?<!\w){re.escape(label)}(?!\w)", re.IGNORECASE)
+        spans += [m.span() for m in pattern.finditer(text)]
+    return spans
+
+
+def clause_spans(text: str, start: int, end: int) -> list[Span]:
+    """The clauses of the sentence text[start:end], split at , ; : and dashes."""
+    out, pos = [], start
+    for m in _CLAUSE_BREAK.finditer(text, start, end):
+        out.append((pos, m.start()))
+        pos = m.end()
+    out.append((pos, end))
+    return [c for c in out if c[1] > c[0]]
+
+
+def _trim(text: str, s: int, e: int) -> Span:
+    while e > s and (text[e - 1].isspace() or text[e - 1] in ".,;:!?"):
+        e -= 1
+    while s < e and text[s].isspace():
+        s += 1
+    return s, e
+
+
+def cue_spans(text: str) -> list[Span]:
+    """Clauses holding a constraint cue; a cue that crosses clauses marks all the clauses it touches."""
+    spans = []
+    for s, e in sentence_spans(text):
+        clauses = clause_spans(text, s, e)
+        for m in _CUES.finditer(text, s, e):
+            hit = [c for c in clauses if c[0] < m.end() and c[1] > m.start()]
+            if hit:
+                spans.append(_trim(text, hit[0][0], hit[-1][1]))
+    return [sp for sp in spans if sp[1] > sp[0]]
+
+
+def join_spans(text: str, spans: Iterable[Span]) -> list[Span]:
+    """Merge spans that overlap, touch, or are separated only by spaces, commas, colons or dashes."""
+    out: list[Span] = []
+    for s, e in merge_spans(spans):
+        if out and _JOINABLE_GAP.fullmatch(text[out[-1][1]:s]):
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def heuristic_spans(text: str, labels: Iterable[str] | None = None) -> list[Span]:
+    return join_spans(text, quoted_spans(text) + label_spans(text, labels) + cue_spans(text))
+
+
+def span_texts(text: str, spans: Iterable[Span]) -> list[str]:
+    return [text[s:e] for s, e in spans]
+
+
+def locate(text: str, parts: Iterable[str]) -> list[Span]:
+    """Every verbatim occurrence of each part in `text` (parts not found give nothing)."""
+    spans = []
+    for part in parts:
+        if not part:
+            continue
+        start = text.find(part)
+        while start >= 0:
+            spans.append((start, start + len(part)))
+            start = text.find(part, start + len(part))
+    return spans
+
+
+# ---------------------------------------------------------------- LLM access (local model or endpoint)
+
+_LOCAL_MODELS: dict[str, tuple] = {}
+
+
+def llm_complete(prompt: str, kcfg: "KPIGConfig", cache_dir: Path | None = None) -> str:
+    """One greedy chat completion from the configured endpoint, else the local model."""
+    if kcfg.endpoint_url:
+        return _endpoint_complete(prompt, kcfg)
+    if kcfg.extractor_model:
+        return _local_complete(prompt, kcfg, cache_dir)
+    raise InputError("the llm extractor/rewriter needs kpig.extractor_model (a local model) or kpig.endpoint_url",
+                     "replay.kpig")
+
+
+def _endpoint_complete(prompt: str, kcfg: "KPIGConfig") -> str:
+    url = kcfg.endpoint_url.rstrip("/")
+    url = url if url.endswith("/chat/completions") else url + "/chat/completions"
+    body = {"model": kcfg.endpoint_model or "", "temperature": 0, "max_tokens": kcfg.llm_max_new_tokens,
+            "messages": [{"role": "user", "content": prompt}]}
+    headers = {"Content-Type": "application/json"}
+    key = os.environ.get(kcfg.api_key_env)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=kcfg.llm_timeout) as resp:
+            data = json.loads(resp.read().decode("utf-8"))
+        return data["choices"][0]["message"]["content"] or ""
+    except (urllib.error.URLError, TimeoutError, KeyError, IndexError, ValueError) as e:
+        reason = getattr(e, "reason", None) or type(e).__name__
+        raise InputError(f"the endpoint did not answer a chat completion ({reason})", url, "replay.kpig") from None
+
+
+def _local_complete(prompt: str, kcfg: "KPIGConfig", cache_dir: Path | None) -> str:
+    import torch
+
+    model, tok = _local_model(kcfg.extractor_model, cache_dir)
+    if getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                       add_generation_prompt=True)
+    else:
+        text = prompt
+    ids = tok(text, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=kcfg.llm_max_new_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def _local_model(name: str, cache_dir: Path | None):
+    if name not in _LOCAL_MODELS:
+        from transformers import AutoModelForCausalLM
+
+        from citune.config import ModelConfig
+        from citune.models.loading import load_tokenizer, resolve_model_dir
+        from citune.paths import cache_root
+
+        mcfg = ModelConfig(name=name)
+        model_dir = resolve_model_dir(mcfg, Path(cache_dir) if cache_dir else cache_root())
+        tok = load_tokenizer(model_dir, mcfg)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True).eval()
+        _LOCAL_MODELS[name] = (model, tok)
+    return _LOCAL_MODELS[name]
+
+
+def parse_json_list(answer: str) -> list[str] | None:
+    """The JSON list of strings in a model answer (code fences and chatter around it tolerated), or None."""
+    start, end = answer.find("["), answer.rfind("]")
+    if start < 0 or end <= start:
+        return None
+    try:
+        value = json.loads(answer[start: end + 1])
+    except ValueError:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return value
+
+
+KEYPARTS_PROMPT = """Below is a task instruction. List its key parts: the exact phrases that decide what a correct \
+response looks like (the label set or answer options, the output format, length or style constraints, and \
+task-specific entities). Copy every key part exactly as it is written in the instruction. Answer with a JSON list \
+of strings and nothing else.
+{labels}
+Instruction:
+{instruction}"""
+
+
+# ---------------------------------------------------------------- the cached extractor
+
+class KeyPartExtractor:
+    """Key-part spans of instructions with the configured extractor, cached on disk.
+
+    `stats` counts llm calls, discarded (not verbatim) substrings and heuristic fallbacks.
+    """
+
+    def __init__(self, kcfg: "KPIGConfig", cache_dir: Path | None = None):
+        self.kcfg = kcfg
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.stats: Counter = Counter()
+
+    @property
+    def model_id(self) -> str:
+        k = self.kcfg
+        if k.extractor == "heuristic":
+            return HEURISTIC_VERSION
+        return f"{k.endpoint_url}|{k.endpoint_model}" if k.endpoint_url else str(k.extractor_model)
+
+    def _path(self, text: str, labels: Sequence[str]) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = json.dumps([self.kcfg.extractor, self.model_id, text, sorted(labels)], ensure_ascii=False)
+        return self.cache_dir / "keyparts" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    def spans(self, instruction: str, labels: Sequence[str] | None = None) -> list[Span]:
+        labels = list(labels or [])
+        path = self._path(instruction, labels)
+        if path is not None and path.is_file():
+            return [(int(s), int(e)) for s, e in read_json(path)["spans"]]
+        if self.kcfg.extractor == "heuristic":
+            spans, ok = heuristic_spans(instruction, labels), True
+        else:
+            spans, ok = self._llm_spans(instruction, labels)
+        if path is not None and ok:
+            write_json(path, {"extractor": self.kcfg.extractor, "model": self.model_id,
+                              "spans": [list(s) for s in spans]})
+        return spans
+
+    def _llm_spans(self, instruction: str, labels: Sequence[str]) -> tuple[list[Span], bool]:
+        hint = f"The task's answers are always one of: {', '.join(labels)}.\n" if labels else ""
+        prompt = KEYPARTS_PROMPT.format(labels=hint, instruction=instruction)
+        for _ in range(self.kcfg.retries + 1):
+            self.stats["llm_calls"] += 1
+            parts = parse_json_list(llm_complete(prompt, self.kcfg, self.cache_dir))
+            if parts is not None:
+                found = [p for p in parts if p and p in instruction]
+                self.stats["discarded"] += len(parts) - len(found)
+                return join_spans(instruction, locate(instruction, found)), True
+        self.stats["fallbacks"] += 1
+        log.warning("key parts: no valid JSON list after %d tries; heuristic spans used for %r",
+                    self.kcfg.retries + 1, instruction[:60])
+        return heuristic_spans(instruction, labels), False
+
+    def task_spans(self, task: "Task") -> dict[str, list[Span]]:
+        """Spans of every instruction of `task` (training and test splits), with its closed labels."""
+        labels = label_sets(task)
+        instructions = dict.fromkeys(x.instruction for x in task.train + task.test)
+        return {ins: self.spans(ins, labels.get(ins) or []) for ins in instructions}
+
+
+# ---------------------------------------------------------------- `citune keyparts`
+
+def mark(text: str, spans: Sequence[Span]) -> str:
+    """Rich markup of `text` with each key part shown as «part» in bold."""
+    from rich.markup import escape
+
+    out, pos = [], 0
+    for s, e in merge_spans(spans):
+        out += [escape(text[pos:s]), "[bold yellow]«", escape(text[s:e]), "»[/bold yellow]"]
+        pos = e
+    out.append(escape(text[pos:]))
+    return "".join(out)
+
+
+def keyparts_report(cfg: "Config", stream: "Stream", cache_dir: Path) -> str:
+    """Each task's instructions with their key parts marked (rich markup), for a person to check."""
+    from rich.markup import escape
+
+    extractor = KeyPartExtractor(cfg.replay.kpig, cache_dir)
+    lines = [f"[bold]Key parts[/bold] (extractor: {cfg.replay.kpig.extractor}); «…» marks a key part", ""]
+    total_chars = key_chars = without = n = 0
+    for group, tasks in (("task", stream.tasks), ("held-out task", stream.heldout)):
+        for task in tasks:
+            labels = label_sets(task)
+            spans = extractor.task_spans(task)
+            lines.append(f"[bold cyan]{group} {escape(task.name)}[/bold cyan] ({len(spans)} instructions)")
+            for i, (ins, sp) in enumerate(spans.items(), 1):
+                n += 1
+                total_chars += len(ins)
+                key_chars += sum(e - s for s, e in sp)
+                without += not sp
+                lab = labels.get(ins)
+                tail = f"  [dim](labels: {escape(' | '.join(lab))})[/dim]" if lab else ""
+                lines.append(f"  {i}. {mark(ins, sp)}{tail}")
+            lines.append("")
+    share = 100.0 * key_chars / total_chars if total_chars else 0.0
+    lines.append(f"{n} instructions; {share:.1f}% of their characters are key parts; {without} without any key part")
+    if extractor.stats:
+        lines.append("llm extractor: " + ", ".join(f"{k} {v}" for k, v in sorted(extractor.stats.items())))
+    return "\n".join(lines)
