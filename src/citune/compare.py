@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from citune.config import load_config
+from citune.config import PRESENTATION, run_identity, Config, load_config
+from citune.errors import InputError
 from citune.io import read_json
 from citune.progress import say
 from citune.report.comparison import (
@@ -26,10 +28,26 @@ def run_dir_for(parent: Path, strategy: str, seed: int) -> Path:
     return Path(parent) / f"{strategy}-seed{seed}"
 
 
+# Settings that change how a run is shown or where its caches live, never its results.
+def first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
+    """The dotted key of the first difference between two config dicts (None when equal)."""
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found = first_difference(va, vb, f"{prefix}{key}.")
+            if found:
+                return found
+        elif va != vb or (key in a) != (key in b):
+            return f"{prefix}{key}"
+    return None
+
+
 def is_finished(run_dir: Path, cfg_dict: dict) -> bool:
-    """Every stage done, metrics.json written, and the stored config equals `cfg_dict`."""
+    """Every stage done, metrics.json written, and the stored config equals `cfg_dict` up to
+    presentation settings (`--quiet` on one invocation and not the other still skips the run)."""
     run = load_run(run_dir)
-    return run.complete and (run_dir / "metrics.json").is_file() and run.config == cfg_dict
+    return (run.complete and (run_dir / "metrics.json").is_file()
+            and run_identity(run.config) == run_identity(cfg_dict))
 
 
 def run_compare(config_path: str | None, strategies: list[str], seeds: list[int], parent: Path,
@@ -50,12 +68,29 @@ def run_compare(config_path: str | None, strategies: list[str], seeds: list[int]
                 say(f"{label}: done already, skipped ({run_dir})", quiet)
                 continue
             resume = (run_dir / "manifest.json").is_file()
+            if resume:
+                stored = load_run(run_dir).config
+                diff = first_difference(run_identity(stored), run_identity(cfg.to_dict()))
+                if diff:
+                    raise InputError(f"this run was made with another config ({diff}: {_at(stored, diff)!r} there, "
+                                     f"{_at(cfg.to_dict(), diff)!r} now); choose another -o or remove the run "
+                                     "directory", str(run_dir / "config.yaml"))
+                # the runner checks the config byte for byte: continue with the run's own presentation settings
+                for key in PRESENTATION["run"]:
+                    if key in (stored.get("run") or {}):
+                        setattr(cfg.run, key, stored["run"][key])
             say(f"{label}: {'resuming' if resume else 'running'} → {run_dir}", quiet)
             from citune.runs.runner import run_stream  # torch loads only when a run is needed
 
             run_stream(cfg, run_dir, resume=resume)
     build_comparison_report(parent, run_dirs)
     return parent
+
+
+def _at(d: dict, dotted: str):
+    for key in dotted.split("."):
+        d = d.get(key) if isinstance(d, dict) else None
+    return d
 
 
 def render_comparison(rows: list[dict], title: str = "citune comparison") -> Table:

@@ -68,8 +68,8 @@ class TaskConfig(Strict):
 
 
 class SyntheticConfig(Strict):
-    families: list[str] = ["arithmetic", "list-ops", "string-ops", "sentiment"]
-    heldout_families: list[str] = []
+    families: list[str] = ["sentiment", "entity-extraction", "arithmetic", "date-format"]
+    heldout_families: list[str] = ["yes-no-membership"]
     train_per_task: int = Field(64, gt=0)
     test_per_task: int = Field(16, gt=0)
     seed: int = 0
@@ -181,8 +181,8 @@ class KPIGConfig(Strict):
 
 
 class ReplayConfig(Strict):
-    strategy: str = "random"
-    per_task: int = Field(32, ge=0)
+    strategy: str = "inscl"
+    per_task: int = Field(16, ge=0)
     inscl: InsCLConfig = InsCLConfig()
     kpig: KPIGConfig = KPIGConfig()
 
@@ -274,3 +274,27 @@ def resolve_path(cfg: Config, p: str) -> Path:
     base = getattr(cfg, "_origin", Path.cwd())
     cand = base / path
     return cand if cand.exists() or not (Path.cwd() / path).exists() else Path.cwd() / path
+
+
+PRESENTATION = {"run": ("quiet", "report_to", "cache_dir", "save_model")}
+
+
+def run_identity(cfg_dict: dict) -> dict:
+    """A config dict without its presentation settings (`PRESENTATION`); a stored config is first
+    re-validated, so that keys added to the config schema since the run (with their defaults) and
+    the defaults of the current version do not make a finished run look different."""
+    try:
+        full = Config.model_validate(cfg_dict).to_dict()
+    except ValidationError:  # a key this version no longer knows: it stays, so the configs differ there
+        full = _merged(Config().to_dict(), cfg_dict)
+    for section, keys in PRESENTATION.items():
+        if isinstance(full.get(section), dict):
+            full[section] = {k: v for k, v in full[section].items() if k not in keys}
+    return full
+
+
+def _merged(defaults: dict, given: dict) -> dict:
+    out = dict(defaults)
+    for key, value in given.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -175,10 +175,20 @@ def _band(curves: Sequence[Sequence | None]) -> tuple[list, list, list]:
     return mean, low, high
 
 
-def _stage_lines(groups: dict[str, list[RunData]], key: str, first: int) -> dict:
+def _p_by_stage(run: RunData) -> list | None:
+    """P-score of the base model (stage 0) followed by P-score_t, t = 1..K."""
+    m = run.metrics
+    by_stage, base = m.get("p_score_by_stage"), m.get("heldout_base_row")
+    if not by_stage:
+        return None
+    p0 = sum(base) / len(base) if base and all(v is not None for v in base) else None
+    return [p0, *by_stage]
+
+
+def _stage_lines(groups: dict[str, list[RunData]], key: str, first: int, curve=None) -> dict:
     series = {}
     for strategy, runs in groups.items():
-        mean, low, high = _band([r.metrics.get(key) for r in runs])
+        mean, low, high = _band([curve(r) if curve else r.metrics.get(key) for r in runs])
         if mean:
             banded = len(runs) > 1
             series[strategy] = (range(first, first + len(mean)), mean, low if banded else None,
@@ -220,9 +230,9 @@ def plots_section(doc: Doc, runs: Sequence[RunData]) -> None:
                                                          errors if bands else None),
                   f"Score of each task (held-out last) after the last evaluated stage, mean over seeds"
                   f"{'; error bars span min..max' if bands else ''}.")
-    p = _stage_lines(groups, "p_score_by_stage", 1)
-    doc.image("p_score.png", plots.lines(p, "P-score by stage", "stage t", "P-score"),
-              f"Mean held-out score by stage, mean over seeds{bands}.")
+    p = _stage_lines(groups, "p_score_by_stage", 0, curve=_p_by_stage)
+    doc.image("p_score.png", plots.lines(p, "P-score by stage", "stage t (0 = base)", "P-score"),
+              f"Mean held-out score by stage (0: the base model), mean over seeds{bands}.")
 
 
 def build_comparison_report(parent_dir: str | Path, run_dirs: Sequence[str | Path]) -> Path:

@@ -31,6 +31,20 @@ def _figure(width: float, height: float) -> tuple[Figure, object]:
     return fig, fig.add_subplot()
 
 
+# Series that coincide (e.g. two strategies with equal scores) must stay visible: each line gets its own
+# marker and dash pattern, and earlier lines larger markers, so a later line drawn on top leaves them showing.
+_MARKERS = "osD^vPX*"
+_DASHES = ["-", "--", "-.", ":"]
+
+
+def _score_axis(ax, values: np.ndarray, pad: float = 0.0) -> None:
+    """Scores are never negative: start the y axis at 0, and show 0..1 rather than ±0.05 when all are 0."""
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() >= 0:
+        top = ax.get_ylim()[1] if finite.max() > 0 else 1.0
+        ax.set_ylim(-pad * top, top)  # lines: a hair below 0, so that markers at 0 are not cut by the frame
+
+
 def _short(label: str, n: int = 18) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
@@ -65,12 +79,18 @@ def lines(series: dict[str, tuple[Sequence, Values, Values | None, Values | None
     if not any(np.any(~np.isnan(_array(y))) for _, y, _, _ in series.values()):
         return None
     fig, ax = _figure(6.4, 3.8)
-    for label, (x, y, low, high) in series.items():
-        (line,) = ax.plot(list(x), _array(y), marker="o", label=label)
+    drawn = []
+    for k, (label, (x, y, low, high)) in enumerate(series.items()):
+        (line,) = ax.plot(list(x), _array(y), marker=_MARKERS[k % len(_MARKERS)],
+                          markersize=max(3.0, 9.0 - 1.5 * k), linestyle=_DASHES[k % len(_DASHES)], label=label)
+        drawn.append(_array(y))
         if low is not None and high is not None:
             ax.fill_between(list(x), _array(low), _array(high), color=line.get_color(), alpha=0.2)
+            drawn += [_array(low), _array(high)]
     if reference is not None:
         ax.axhline(reference, color="grey", linestyle="--", linewidth=1)
+        drawn.append(np.array([reference]))
+    _score_axis(ax, np.concatenate(drawn), pad=0.03)
     ax.set_xticks(sorted({int(v) for _, (x, *_r) in series.items() for v in x}))
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
@@ -93,6 +113,7 @@ def grouped_bars(categories: Sequence[str], series: dict[str, Values], title: st
             err = np.nan_to_num(np.array([_array(errors[label][0]), _array(errors[label][1])]))
         ax.bar(x + (k - (n - 1) / 2) * width, np.nan_to_num(_array(values)), width, label=label, yerr=err,
                capsize=3 if err is not None else 0)
+    _score_axis(ax, np.concatenate([_array(v) for v in series.values()]))
     ax.set_xticks(x, [_short(c) for c in categories], rotation=30, ha="right")
     ax.set(title=title, ylabel=ylabel)
     ax.grid(axis="y", alpha=0.3)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from citune.config import Config
+from citune.config import Config, run_identity
 from citune.errors import InputError
 from citune.io import read_json, write_json, write_yaml
 
@@ -66,7 +66,7 @@ class RunDir:
                 raise InputError("a run already exists here; pass --resume to continue it or choose another -o",
                                  str(self.path))
             stored = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
-            if config_hash(stored) != config_hash(cfg_dict):
+            if config_hash(run_identity(stored)) != config_hash(run_identity(cfg_dict)):
                 raise InputError("the config differs from this run's config.yaml; resume with the same config "
                                  "(or none: the stored one is used)", str(self.path / "config.yaml"))
             return self.manifest()

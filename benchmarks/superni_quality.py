@@ -1,0 +1,268 @@
+"""Quality of the replay strategies on the SuperNI-16 stream (METHODS.md §5): `citune compare` with
+the embedded SmolLM2-135M-Instruct + LoRA, several seeds, two category orders, at a CPU scale.
+
+    python benchmarks/superni_quality.py                      # the whole benchmark (hours; resumable)
+    python benchmarks/superni_quality.py --orders curriculum --strategies none,random --seeds 1
+    python benchmarks/superni_quality.py --categories 4       # the first 4 categories of each order
+    python benchmarks/superni_quality.py --smoke              # tiny random model, 2 categories: ~1-2 min
+    python benchmarks/superni_quality.py --dry-run            # what would run, and the scale; no training
+
+What runs (defaults): order `curriculum` with none, random, inscl, inscl-dynamic, inscl-insinfo, kpig
+and multitask, and order `random` with none, random, inscl, kpig; seeds 1, 2, 3 each. `--strategies`
+replaces the list of every order. Each order is one `citune compare` parent directory under `--out`
+(default benchmarks/runs/superni/<order>[-<N>cat], big, not committed); after every seed the small
+result files (each run's metrics.json, manifest.json and config.yaml; comparison.json/.md; report.md;
+plots/*.png; benchmark.json with the command, machine, date and scale) are copied to
+benchmarks/results/superni/<order>[-<N>cat]/. Running the same command again skips finished runs and
+resumes a partial one from its first stage not done, so the benchmark can span several sessions.
+
+The scale (SCALE below, recorded in benchmark.json and printed): see the comment there for how it was
+calibrated. Results go into docs/BENCHMARKS.md with the command, machine and date.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, SUPERNI, machine  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+
+CONFIG = ROOT / "examples" / "superni16.yaml"
+RESULTS = ROOT / "benchmarks" / "results" / "superni"
+
+STRATEGIES = {
+    "curriculum": ["none", "random", "inscl", "inscl-dynamic", "inscl-insinfo", "kpig", "multitask"],
+    "random": ["none", "random", "inscl", "kpig"],
+}
+
+# The CPU scale, on top of examples/superni16.yaml (SmolLM2-135M-Instruct, LoRA r 16, lr 3e-4).
+# Calibrated on this machine kind (2 shared cores, no GPU, load average ~4 from other jobs); see
+# benchmarks/README.md for the trial runs and the cost model behind the numbers in ESTIMATE.
+SCALE = [
+    "data.superni.per_source_cap=8",  # instances read per SuperNI task (4-8 tasks per category)
+    "data.max_train_per_task=16",  # training instances per category
+    "data.test_size=4",  # test instances per category, shared between its SuperNI tasks
+    "data.superni.heldout_categories=[Textual Entailment,Title Generation]",
+    "eval.max_test_per_task=4",  # also the held-out categories: 4 of their 16 instances
+    "eval.eval_unseen=false",  # seen categories and held-out ones only: FWT is n/a
+    "eval.max_new_tokens=24",
+    "train.epochs=1",
+    "train.batch_size=4",  # 4 optimizer steps per category
+    "train.max_length=256",
+    "replay.per_task=2",  # replayed instances per previous category (1/8 of its training data)
+    "replay.kpig.probe=4",  # KPIG scores probe ∪ pool of every previous category at every stage
+    "replay.kpig.pool=4",
+]
+
+# Measured with SCALE on the first 4 curriculum categories (none, random, inscl, kpig; seed 1; load
+# average 4-5 from other jobs on the 2 cores): seconds per training example pass, per evaluated task
+# (4 prompts, generation and scoring), KPIG's selection per previous category, KPIG's training
+# cost factor (its IG objective adds a forward and backward pass of the masked instruction), and
+# the per-run overhead (model and encoder loading). An idle machine is about twice as fast.
+COST = {"pass": 1.36, "task_eval": 3.8, "kpig_selection": 3.5, "kpig_train_factor": 2.0, "run_overhead": 20.0}
+
+
+def projected_seconds(stream, cfg, strategy: str) -> float:
+    """A run's wall time under COST: training passes, then the evaluations of every stage (the base
+    model on every category, stage t on the t seen ones unless eval_unseen, and the held-out ones)."""
+    k = len(stream.tasks)
+    epochs, per_task = cfg.train.epochs, cfg.replay.per_task
+    passes = 0
+    for t, task in enumerate(stream.tasks):
+        previous = stream.tasks[:t]
+        if strategy == "none":
+            replay = 0
+        elif strategy == "multitask":
+            replay = sum(len(p.train) for p in previous)
+        else:
+            replay = sum(min(per_task, len(p.train)) for p in previous)
+        passes += epochs * (len(task.train) + replay)
+    evals = k + len(stream.heldout) + sum((k if cfg.eval.eval_unseen else t) + len(stream.heldout)
+                                          for t in range(1, k + 1))
+    seconds = COST["run_overhead"] + passes * COST["pass"] + evals * COST["task_eval"]
+    if strategy == "kpig":
+        seconds += passes * COST["pass"] * (COST["kpig_train_factor"] - 1) + COST["kpig_selection"] * k * (k - 1) / 2
+    return seconds
+
+
+# --smoke: the pipeline end to end in a minute or two, nothing measured.
+SMOKE = [
+    "model.name=tiny", "model.finetune=full", "train.lr=0.003", "train.epochs=1", "train.max_length=128",
+    "data.superni.per_source_cap=3", "data.test_size=4", "data.max_train_per_task=12",
+    "data.superni.heldout_categories=[Textual Entailment]", "eval.max_test_per_task=4",
+    "eval.eval_unseen=false", "eval.max_new_tokens=8", "replay.per_task=4",
+]
+
+
+def find_superni(explicit: str | None) -> Path:
+    """The SuperNI data: --superni-root, else ../shared/data/superni beside the checkout, else
+    shared/data/superni inside it."""
+    for cand in ([Path(explicit)] if explicit else [SUPERNI, ROOT / "shared" / "data" / "superni"]):
+        if (cand / "streams").is_dir() and (cand / "tasks").is_dir():
+            return cand.resolve()
+    sys.exit(f"SuperNI data not found ({explicit or SUPERNI}); pass --superni-root DIR")
+
+
+def configured_root(config: Path) -> Path | None:
+    from citune.config import load_config, resolve_path
+
+    cfg = load_config(config)
+    path = resolve_path(cfg, cfg.data.superni.root)
+    return path.resolve() if path.is_dir() else None
+
+
+def check(config: Path, strategies: list[str], overrides: list[str], seeds: int) -> None:
+    """Validate the config, the strategies and the stream; print the stream's sizes and the projected
+    time of each run (COST)."""
+    from citune.config import load_config
+    from citune.data import build_stream
+    from citune.replay import get_strategy
+
+    cfg = load_config(config, overrides)
+    for s in strategies:
+        get_strategy(s, cfg)
+    stream = build_stream(cfg)
+    cap = cfg.eval.max_test_per_task or 10 ** 9
+    sizes = ", ".join(f"{t.name} {len(t.train)}/{min(cap, len(t.test))}" for t in stream.tasks)
+    held = ", ".join(f"{t.name} {min(cap, len(t.test))}" for t in stream.heldout)
+    print(f"   stream (train/evaluated test): {sizes}\n   held-out (evaluated): {held or 'none'}", flush=True)
+    if cfg.model.name == "tiny":
+        return
+    minutes = {s: projected_seconds(stream, cfg, s) / 60 for s in strategies}
+    print("   projected minutes per run at the measured load (COST; idle: about half): "
+          + ", ".join(f"{s} {m:.0f}" for s, m in minutes.items())
+          + f"; all {seeds} seed(s): {sum(minutes.values()) * seeds / 60:.1f} h", flush=True)
+
+
+def order_categories(root: Path, order: str) -> list[str]:
+    spec = json.loads((root / "streams" / "superni16.json").read_text(encoding="utf-8"))
+    if order not in spec["orders"]:
+        sys.exit(f"unknown order '{order}' (known: {', '.join(spec['orders'])})")
+    return list(spec["orders"][order])
+
+
+def yaml_list(items: list[str]) -> str:
+    return "[" + ",".join(items) + "]"
+
+
+def copy_results(parent: Path, dest: Path, run_dirs: list[Path], info: dict) -> None:
+    """The small files of a compare parent into `dest` (replacing what an earlier copy left)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("comparison.json", "comparison.md", "report.md"):
+        if (parent / name).is_file():
+            shutil.copy2(parent / name, dest / name)
+    if (parent / "plots").is_dir():
+        shutil.copytree(parent / "plots", dest / "plots", dirs_exist_ok=True)
+    for run in run_dirs:
+        if not (run / "manifest.json").is_file():
+            continue
+        (dest / run.name).mkdir(exist_ok=True)
+        for name in ("metrics.json", "manifest.json", "config.yaml"):
+            if (run / name).is_file():
+                shutil.copy2(run / name, dest / run.name / name)
+    (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from citune.errors import InputError
+
+    try:
+        return benchmark(argv)
+    except InputError as e:
+        print(f"error: {e.line()}", file=sys.stderr)
+        return 2
+
+
+def benchmark(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="extra dotted config overrides (key=value), applied last")
+    ap.add_argument("--orders", default="curriculum,random", help="category orders (curriculum, random, reverse)")
+    ap.add_argument("--strategies", default=None,
+                    help="comma-separated strategies for every order (default: the list of each order)")
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--categories", type=int, default=None, help="only the first N categories of each order")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "runs" / "superni",
+                    help="parent of the run directories (big; not committed)")
+    ap.add_argument("--results", type=Path, default=None,
+                    help=f"where the small result files are copied (default {RESULTS.relative_to(ROOT)}; "
+                         "with --smoke: OUT/smoke-results)")
+    ap.add_argument("--config", type=Path, default=CONFIG)
+    ap.add_argument("--superni-root", default=None, help="the SuperNI data directory (streams/, tasks/)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny random model and very small caps: checks the pipeline in ~1-2 minutes")
+    ap.add_argument("--dry-run", action="store_true", help="print what would run and the scale; no training")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.quiet:
+        os.environ["CITUNE_QUIET"] = "1"
+    from rich.console import Console
+
+    from citune.compare import print_comparison, run_compare, run_dir_for
+    from citune.report import build_comparison_report
+
+    root = find_superni(args.superni_root)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    orders = [o.strip() for o in args.orders.split(",") if o.strip()]
+    scale = SMOKE if args.smoke else SCALE
+    if args.smoke and args.categories is None:
+        args.categories = 2
+    if args.results is None:
+        args.results = args.out / "smoke-results" if args.smoke else RESULTS
+    # smoke runs never mix with the real ones
+    suffix = ("-smoke" if args.smoke else "") + (f"-{args.categories}cat" if args.categories else "")
+
+    for order in orders:
+        cats = order_categories(root, order)
+        if args.categories:
+            cats = cats[: args.categories]
+        strategies = ([s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies
+                      else STRATEGIES.get(order, STRATEGIES["random"]))
+        overrides = [f"data.superni.order={order}", f"data.superni.categories={yaml_list(cats)}", *scale,
+                     *args.overrides]
+        if configured_root(args.config) != root:  # keep the config's own (relative) root when it finds the data
+            overrides.insert(0, f"data.superni.root={root}")
+        parent = args.out / f"{order}{suffix}"
+        dest = args.results / f"{order}{suffix}"
+        info = {"order": order, "categories": cats,
+                "strategies": strategies, "seeds": seeds, "config": str(args.config.relative_to(ROOT)
+                                                                        if args.config.is_relative_to(ROOT)
+                                                                        else args.config),
+                "scale": scale, "overrides": args.overrides, "smoke": args.smoke, "run_parent": str(parent)}
+        print(f"== order {order}: {len(cats)} categories, strategies {', '.join(strategies)}, "
+              f"seeds {', '.join(map(str, seeds))}\n   runs → {parent}\n   results → {dest}\n   scale: "
+              + " ".join(scale), flush=True)
+        check(args.config, strategies, overrides, len(seeds))  # bad input fails here, not hours in
+        if args.dry_run:
+            continue
+        from citune.engine.trainer import available_cores
+
+        invocation = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+                      "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(threads=available_cores())}
+        previous = dest / "benchmark.json"
+        if previous.is_file():  # a benchmark spanning sessions keeps every invocation's command and machine
+            info["invocations"] = json.loads(previous.read_text(encoding="utf-8")).get("invocations", [])
+        info.setdefault("invocations", []).append(invocation)
+        started = time.perf_counter()
+        done_dirs: list[Path] = []
+        for seed in seeds:  # seed-major: every strategy has a first result early
+            run_compare(str(args.config), strategies, [seed], parent, overrides, quiet=args.quiet)
+            done_dirs += [run_dir_for(parent, s, seed) for s in strategies]
+            build_comparison_report(parent, done_dirs)
+            invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+            copy_results(parent, dest, done_dirs, info)
+        print_comparison(parent, Console(width=max(100, 24 + 16 * len(strategies))))
+        print(f"Results copied to {dest}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
