@@ -30,6 +30,28 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.G
     return [batches[i] for i in rng.permutation(len(batches))] if group else batches
 
 
+def response_token_count(row: dict) -> int:
+    """Tokens a row contributes to the response-only loss (labelled positions after the first)."""
+    return sum(1 for t in row["labels"][1:] if t != -100)
+
+
+def rank_slice(batch: list[int], rank: int, world: int) -> list[int]:
+    """The rows of a global batch that process `rank` of `world` trains on: every world-th row.
+
+    A length-sorted batch dealt out this way gives every rank rows of similar length. Each rank
+    gets a slice of every global batch, so all ranks run the same number of steps (DDP needs it)
+    and the optimisation equals the single-process one with the same global batch.
+    """
+    return batch[rank::world]
+
+
+def padding_stats(lengths: list[int], batches: list[list[int]]) -> dict[str, float]:
+    """Real and padded token counts of `batches` and the share of padding."""
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches if b)
+    return {"tokens": real, "padded_tokens": padded, "padding_share": 1 - real / padded if padded else 0.0}
+
+
 def _pad_value(key: str, pad_id: int) -> int:
     return -100 if key.endswith("labels") else pad_id
 

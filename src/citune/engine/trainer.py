@@ -1,10 +1,21 @@
-"""The stage trainer: AdamW, warmup + cosine decay, gradient accumulation, response-only loss."""
+"""The stage trainer: AdamW, warmup + cosine decay, gradient accumulation, response-only loss.
+
+Batches are length-grouped and left-padded (engine/batching.py); the loss computes vocabulary
+logits only over the response tail (engine/loss.py). Under `accelerate launch` with several
+processes every rank trains on a slice of each global batch (`rank_slice`) and its loss is
+weighted by its share of the batch's response tokens, so that DDP's gradient average equals the
+gradient of the single-process token-mean loss on the same global batch: every rank runs the
+same number of steps, and the run matches a single-process run up to floating-point rounding
+(exactly so when nothing random happens inside the model: LoRA dropout draws differ per rank).
+"""
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,7 +23,8 @@ from accelerate import Accelerator
 from transformers import get_cosine_schedule_with_warmup
 
 from citune.config import TrainConfig
-from citune.engine.batching import collate, encode_examples, length_grouped_batches
+from citune.engine.batching import (collate, encode_examples, length_grouped_batches, padding_stats, rank_slice,
+                                    response_token_count)
 from citune.engine.loss import response_loss
 from citune.engine.objective import Objective, TrainExample
 from citune.errors import TrainingDiverged
@@ -22,10 +34,11 @@ from citune.errors import TrainingDiverged
 class StageStats:
     steps: int
     examples: int
-    train_tokens: int
+    train_tokens: int  # non-pad tokens of every global batch (all ranks together)
     seconds: float
     final_loss: float
     log: list[dict]
+    padding_share: float = 0.0  # padded positions / all positions of the (global) batches
 
     @property
     def tokens_per_second(self) -> float:
@@ -40,9 +53,74 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_processes() -> bool:
+    """True when several processes were launched (torchrun / accelerate launch: WORLD_SIZE > 1) on a
+    machine without a GPU: they then train on the CPU and talk over gloo. Accelerate alone would
+    treat them as unrelated single processes unless ACCELERATE_USE_CPU is set."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def configure_threads(threads: int | None = None, local_processes: int | None = None) -> int:
+    """Set PyTorch's intra-op threads: `threads` when given, else the cores of this machine divided
+    among the processes running on it (LOCAL_WORLD_SIZE under `accelerate launch`). Returns the count."""
+    if local_processes is None:
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("ACCELERATE_NUM_PROCESSES", "1")))
+    n = threads or max(1, available_cores() // max(1, local_processes))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+# ------------------------------------------------------------------ memory
+
+def reset_peak_memory() -> None:
+    """Start a new peak-memory window (Linux resets VmHWM through /proc/self/clear_refs)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process since the last reset (MiB), and peak GPU memory when used."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                out["peak_rss_mb"] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    if "peak_rss_mb" not in out:
+        import resource
+
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+# ------------------------------------------------------------------ training
+
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    try:  # one fused kernel for every tensor (CPU and GPU; what HF Trainer uses by default too)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def plan_batches(lengths: list[int], cfg: TrainConfig, seed: int) -> list[list[int]]:
+    """The global batches of every epoch, in training order (identical on every rank)."""
+    rng = np.random.default_rng(seed)
+    return [b for _ in range(cfg.epochs) for b in length_grouped_batches(lengths, cfg.batch_size, rng,
+                                                                         cfg.group_by_length)]
 
 
 def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], cfg: TrainConfig, seed: int,
@@ -53,40 +131,45 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
     model = model if model is not None else bundle.model  # the Accelerate-prepared model when given
     rows = encode_examples(bundle.encoder, examples, cfg.max_length, objective)
     lengths = [len(r["input_ids"]) for r in rows]
-    rng = np.random.default_rng(seed)
-    epoch_batches = [length_grouped_batches(lengths, cfg.batch_size, rng, cfg.group_by_length)
-                     for _ in range(cfg.epochs)]
-    micro = [b for e in epoch_batches for b in e]
-    # Each process takes every n-th micro-batch; Accelerate averages gradients across processes.
-    micro = micro[accelerator.process_index::accelerator.num_processes]
-    total_updates = max(1, math.ceil(len(micro) / cfg.grad_accum))
+    resp = [response_token_count(r) for r in rows]
+    batches = plan_batches(lengths, cfg, seed)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    total_updates = max(1, math.ceil(len(batches) / cfg.grad_accum))
     optimizer = _optimizer(model, cfg)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_updates), total_updates)
     optimizer = accelerator.prepare(optimizer)  # the scheduler is stepped by hand, once per update
     pad_id = bundle.tokenizer.pad_token_id
-    task = bars.add_task(label, total=len(micro), info="") if bars is not None else None
+    task = bars.add_task(label, total=len(batches), info="") if bars is not None else None
     model.train()
     log, tokens, start, loss_value = [], 0, time.perf_counter(), float("nan")
-    for step, idx in enumerate(micro, 1):
-        batch = {k: v.to(accelerator.device) for k, v in collate([rows[i] for i in idx], pad_id).items()}
+    for step, batch_idx in enumerate(batches, 1):
+        part = rank_slice(batch_idx, rank, world)
+        # A rank left without rows (a batch smaller than the world) still runs a step, weighted 0.
+        weight = world * sum(resp[i] for i in part) / max(1, sum(resp[i] for i in batch_idx)) if part else 0.0
+        batch = {k: v.to(accelerator.device) for k, v in collate([rows[i] for i in part or batch_idx[:1]],
+                                                                 pad_id).items()}
         group_start = (step - 1) // cfg.grad_accum * cfg.grad_accum
-        group_size = min(cfg.grad_accum, len(micro) - group_start)
+        group_size = min(cfg.grad_accum, len(batches) - group_start)
         update = step == group_start + group_size
         with contextlib.nullcontext() if update else accelerator.no_sync(model):
             if objective is not None:
                 loss, extra = objective.loss(model, batch)
             else:
                 loss, extra = response_loss(model, batch), {}
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"{label}: loss is {loss.item()} at step {step}; the stage was stopped")
-            accelerator.backward(loss / group_size)
+            # The loss of the whole global batch (token mean), identical on every rank.
+            shown = loss.detach() * weight
+            if world > 1:
+                shown = accelerator.reduce(shown, reduction="sum") / world
+            loss_value = float(shown)
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(f"{label}: loss is {loss_value} at step {step}; the stage was stopped")
+            accelerator.backward(loss * (weight / group_size))
         if update:
             accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        tokens += int(batch["attention_mask"].sum())
-        loss_value = float(loss.detach())
+        tokens += sum(lengths[i] for i in batch_idx)
         elapsed = time.perf_counter() - start
         log.append({"step": step, "loss": round(loss_value, 6), "lr": scheduler.get_last_lr()[0],
                     "tokens": tokens, "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1),
@@ -96,5 +179,6 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
     model.eval()
     if task is not None:
         bars.remove_task(task)
-    return StageStats(steps=len(micro), examples=len(rows), train_tokens=tokens,
-                      seconds=time.perf_counter() - start, final_loss=loss_value, log=log)
+    return StageStats(steps=len(batches), examples=len(rows), train_tokens=tokens,
+                      seconds=time.perf_counter() - start, final_loss=loss_value, log=log,
+                      padding_share=round(padding_stats(lengths, batches)["padding_share"], 4))

@@ -1,11 +1,18 @@
-"""Evaluate a model after a stage: every task's test split (seen, and unseen when asked) and held-out tasks."""
+"""Evaluate a model after a stage: every task's test split (seen, and unseen when asked) and held-out tasks.
+
+Under several processes the generation work is shared out: each task's test instances are cut
+into batches (grouped by instruction, sorted by length) exactly as in a single process, whole batches are dealt to ranks
+(`share_jobs`), and the predictions are gathered on every rank before scoring. A batch's
+composition does not depend on the number of ranks, so the predictions (and the scores) are
+those of a single-process evaluation.
+"""
 from __future__ import annotations
 
 from typing import Callable
 
 from citune.config import Config
 from citune.data.types import Instance, Stream, Task
-from citune.evaluation.generate import generate, max_new_tokens_for
+from citune.evaluation.generate import make_jobs, max_new_tokens_for, run_jobs, share_jobs
 from citune.evaluation.scores import exact_match, rouge_l
 from citune.evaluation.vscore import build_checker
 
@@ -21,21 +28,57 @@ def build_checkers(stream: Stream) -> dict[str, Checker]:
     return {t.name: build_checker(t) for t in stream.tasks + stream.heldout}
 
 
-def evaluate_task(bundle, task: Task, cfg: Config, checker: Checker, bars=None) -> tuple[dict, list[dict]]:
-    instances = test_instances(task, cfg)
-    refs = [r for x in task.train + task.test for r in x.outputs]
-    bound = max_new_tokens_for(bundle.tokenizer, refs, cfg.eval.max_new_tokens)
-    bar = bars.add_task(f"eval {task.name}", total=len(instances), info=f"≤{bound} new tokens") if bars else None
-    preds = generate(bundle, instances, bound, cfg.eval.batch_size, cfg.train.max_length,
-                     on_batch=(lambda n: bars.advance(bar, n)) if bars else None)
+def _rank_world() -> tuple[int, int]:
+    from accelerate import PartialState
+
+    state = PartialState()
+    return state.process_index, state.num_processes
+
+
+def predict_tasks(bundle, tasks: list[Task], cfg: Config, bars=None, label: str = "eval") -> dict[str, list[str]]:
+    """Greedy predictions for the test instances of `tasks` (task name -> list in instance order),
+    computed across the processes of the run and returned on every one of them."""
+    jobs = []
+    for task in tasks:
+        instances = test_instances(task, cfg)
+        if not instances:
+            continue
+        refs = [r for x in task.train + task.test for r in x.outputs]
+        bound = max_new_tokens_for(bundle.tokenizer, refs, cfg.eval.max_new_tokens)
+        prompts = [bundle.encoder.prompt_ids(x.instruction, x.input, cfg.train.max_length) for x in instances]
+        jobs += make_jobs(task.name, prompts, bound, cfg.eval.batch_size, [x.instruction for x in instances])
+    rank, world = _rank_world()
+    mine = share_jobs(jobs, world)[rank] if world > 1 else list(range(len(jobs)))
+    bar = bars.add_task(label, total=sum(len(jobs[j].index) for j in mine), info="") if bars else None
+    texts = run_jobs(bundle, [jobs[j] for j in mine],
+                     on_job=(lambda job: bars.update(bar, advance=len(job.index), info=str(job.key))) if bars else None)
+    found = [(j, t) for j, t in zip(mine, texts)]
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        found = gather_object(found)
+    preds = {t.name: [""] * len(test_instances(t, cfg)) for t in tasks}
+    for j, texts_j in found:
+        job = jobs[j]
+        for i, p in zip(job.index, texts_j):
+            preds[job.key][i] = p
     if bars:
         bars.remove_task(bar)
+    return preds
+
+
+def score_task(task: Task, cfg: Config, preds: list[str], checker: Checker) -> tuple[dict, list[dict]]:
     rows = []
-    for x, p in zip(instances, preds):
+    for x, p in zip(test_instances(task, cfg), preds):
         rows.append({"uid": x.uid, "prediction": p, "references": list(x.outputs),
                      "rougeL": round(rouge_l(p, x.outputs), 4), "exact_match": exact_match(p, x.outputs),
                      "v_ok": checker(x, p)})
     return summarize(rows), rows
+
+
+def evaluate_task(bundle, task: Task, cfg: Config, checker: Checker, bars=None) -> tuple[dict, list[dict]]:
+    preds = predict_tasks(bundle, [task], cfg, bars, label=f"eval {task.name}")[task.name]
+    return score_task(task, cfg, preds, checker)
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -57,9 +100,10 @@ def evaluate_stage(bundle, stream: Stream, stage: int, cfg: Config, checkers: di
     tasks = stream.tasks if (cfg.eval.eval_unseen or stage == 0) else seen
     result = {"stage": stage, "task": stream.tasks[stage - 1].name if stage else "base",
               "tasks": {}, "heldout": {}, "predictions": {}}
+    preds = predict_tasks(bundle, list(tasks) + list(stream.heldout), cfg, bars, label=f"eval stage {stage}")
     for group, items in (("tasks", tasks), ("heldout", stream.heldout)):
         for task in items:
-            summary, rows = evaluate_task(bundle, task, cfg, checkers[task.name], bars)
+            summary, rows = score_task(task, cfg, preds[task.name], checkers[task.name])
             result[group][task.name] = summary
             result["predictions"][task.name] = rows
     v_rows = [r for t in seen + stream.heldout for r in result["predictions"][t.name]]

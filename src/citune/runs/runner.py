@@ -11,7 +11,8 @@ from citune.data import build_stream
 from citune.data.types import Stream
 from citune.engine.checkpoint import save_trainable
 from citune.engine.objective import TrainExample
-from citune.engine.trainer import seed_everything, train_stage
+from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, reset_peak_memory,
+                                   seed_everything, train_stage)
 from citune.evaluation.evaluate import build_checkers, evaluate_stage
 from citune.evaluation.metrics import compute_metrics
 from citune.io import read_json, write_json, write_jsonl
@@ -24,7 +25,7 @@ from citune.runs.rundir import RunDir, content_hash
 
 def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
     trackers = [t for t in cfg.run.report_to if t != "wandb" or _has_wandb()]
-    acc = Accelerator(log_with=trackers or None, project_dir=str(run_dir / "logs"))
+    acc = Accelerator(cpu=cpu_processes(), log_with=trackers or None, project_dir=str(run_dir / "logs"))
     if trackers:
         acc.init_trackers("citune", config={"strategy": cfg.replay.strategy, "seed": cfg.seed})
     return acc
@@ -43,6 +44,7 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     strategy = get_strategy(cfg.replay.strategy, cfg)
     run = RunDir(run_dir)
     accelerator = make_accelerator(cfg, run_dir)
+    configure_threads(cfg.train.threads)
     main = accelerator.is_main_process
     manifest = run.init(cfg, stream.names, resume) if main else None
     accelerator.wait_for_everyone()
@@ -56,15 +58,21 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     bundle = load_model(cfg.model, cache, state=run.checkpoint(max(done)) if done else None)
     train_model = accelerator.prepare(bundle.model)
     checkers = build_checkers(stream)
-    with progress_bars(cfg.run.quiet) as bars:
+    with progress_bars(cfg.run.quiet or not main) as bars:
         overall = bars.add_task("stages", total=len(stages), info=cfg.replay.strategy)
         for entry in stages:
             if entry["status"] != "done":
                 _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model, accelerator,
                            checkers, cache, bars)
             bars.advance(overall)
-    metrics = collect_metrics(run, stream, cfg)
+    accelerator.wait_for_everyone()  # every eval.json is written before any rank reads them
+    if cfg.eval.ub == "expert" and "expert_ub" not in manifest:
+        from citune.evaluation.experts import expert_upper_bounds
+
+        manifest["expert_ub"] = expert_upper_bounds(cfg, stream.tasks, cache, accelerator)
+    metrics = collect_metrics(run, stream, cfg, manifest.get("expert_ub"))
     if main:
+        write_json(run.path / "metrics.json", metrics)
         manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         run.save_manifest(manifest)
         _finish(run, cfg, manifest)
@@ -77,6 +85,7 @@ def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model,
     main = accelerator.is_main_process
     out = run.stage_dir(index, entry["task"])
     started = time.perf_counter()
+    reset_peak_memory()
     entry.update(status="running", seed=cfg.seed * 1000 + index)
     if main:
         run.save_manifest(manifest)
@@ -102,9 +111,10 @@ def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model,
         strategy.after_stage(ctx)
         entry.update(train_examples=stats.examples, replay_size=len(replay), train_tokens=stats.train_tokens,
                      train_seconds=round(stats.seconds, 3), tokens_per_second=round(stats.tokens_per_second, 1),
+                     padding_share=stats.padding_share, processes=accelerator.num_processes,
                      data_hash=content_hash(x.uid for x in data), replay_hash=content_hash(replay_rows))
     result = evaluate_stage(bundle, stream, index, cfg, checkers, bars)
-    entry.update(status="done", seconds=round(time.perf_counter() - started, 3))
+    entry.update(status="done", seconds=round(time.perf_counter() - started, 3), **peak_memory_mb())
     if main:
         write_json(out / "eval.json", result)
         run.save_manifest(manifest)
@@ -118,7 +128,7 @@ def _drop_old_checkpoints(run: RunDir, index: int) -> None:
             old.unlink(missing_ok=True)
 
 
-def collect_metrics(run: RunDir, stream: Stream, cfg: Config) -> dict:
+def collect_metrics(run: RunDir, stream: Stream, cfg: Config, ub: list[float] | None = None) -> dict:
     """The score matrices from the stored eval.json files, then every metric."""
     names, held = stream.names, [t.name for t in stream.heldout]
     evals = {}
@@ -136,7 +146,7 @@ def collect_metrics(run: RunDir, stream: Stream, cfg: Config) -> dict:
         tasks=names, matrix=[row(i, "tasks", names) for i in range(1, K + 1)], base_row=row(0, "tasks", names),
         heldout=held, heldout_matrix=[row(i, "heldout", held) for i in range(1, K + 1)] if held else None,
         heldout_base_row=row(0, "heldout", held) if held else None,
-        v_by_stage=[evals[i].get("v_score") if i in evals else None for i in range(1, K + 1)],
+        v_by_stage=[evals[i].get("v_score") if i in evals else None for i in range(1, K + 1)], ub=ub,
     )
 
 

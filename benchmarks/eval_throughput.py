@@ -1,0 +1,120 @@
+"""Evaluation throughput: citune's batched greedy generation against one-at-a-time `model.generate`
+on the same SuperNI test instances, SmolLM2-135M (+ the LoRA adapter citune evaluates through).
+
+    python benchmarks/eval_throughput.py [--tasks 4] [--per-task 64] [--threads T] [--hf-batched]
+
+citune: each task's prompts grouped by instruction, sorted by length and cut into batches of
+`eval.batch_size`; left padding; each distinct instruction prefix of a batch computed once; KV
+cache; a sequence leaves its batch at EOS; per-task max_new_tokens (longest reference + 4, at most
+`eval.max_new_tokens`). Reference: `model.generate` on one prompt at a time (greedy, same per-task
+bound, same EOS). Also timed on the same batches: citune without prefix sharing, and with
+`--hf-batched`, `model.generate` on each batch.
+Reported: instances per second, generated tokens per second, the ratio, and how many greedy
+outputs are token-for-token identical to the reference.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import SUPERNI, load_average, machine, write_result  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--superni", default=str(SUPERNI))
+    ap.add_argument("--tasks", type=int, default=4, help="the first N tasks of the SuperNI-16 stream")
+    ap.add_argument("--per-task", type=int, default=64, help="test instances per task (64 = the whole test split)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--hf-batched", action="store_true", help="also time model.generate on the same batches")
+    ap.add_argument("--out", default="eval_throughput")
+    args = ap.parse_args()
+
+    import torch
+
+    from citune.config import load_config
+    from citune.data import build_stream
+    from citune.engine.trainer import configure_threads
+    from citune.evaluation.generate import greedy_batch, hf_generate_batch, make_jobs, max_new_tokens_for
+    from citune.models import load_model
+    from citune.paths import cache_root
+
+    threads = configure_threads(args.threads, 1)
+    cfg = load_config(None, ["data.kind=superni", f"data.superni.root={args.superni}"])
+    stream = build_stream(cfg)
+    torch.manual_seed(cfg.seed)
+    bundle = load_model(cfg.model, cache_root())
+    model, tok = bundle.model, bundle.tokenizer
+    model.eval()
+    pad, eos = tok.pad_token_id, [tok.eos_token_id]
+
+    jobs, bounds = [], {}
+    for task in stream.tasks[: args.tasks]:
+        xs = task.test[: args.per_task]
+        refs = [r for x in task.train + task.test for r in x.outputs]
+        bounds[task.name] = max_new_tokens_for(tok, refs, cfg.eval.max_new_tokens)
+        prompts = [bundle.encoder.prompt_ids(x.instruction, x.input, cfg.train.max_length) for x in xs]
+        jobs += make_jobs(task.name, prompts, bounds[task.name], cfg.eval.batch_size, [x.instruction for x in xs])
+    n = sum(len(j.prompts) for j in jobs)
+    print(f"{n} instances of {len(bounds)} tasks, bounds {bounds}, {threads} threads", flush=True)
+
+    def timed(fn):
+        load = load_average()
+        start = time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - start, load
+
+    prompt_tokens = sum(len(p) for j in jobs for p in j.prompts)
+    shared_tokens = sum(n for j in jobs for n in (j.prefix_lens or []))
+    # Warm-up (first-call allocations), not timed.
+    greedy_batch(model, jobs[0].prompts[:2], 2, pad, eos)
+
+    batched, t_batched, load_b = timed(lambda: [s for j in jobs for s in greedy_batch(
+        model, j.prompts, j.max_new_tokens, pad, eos, prefix_lens=j.prefix_lens)])
+    print(f"citune batched: {t_batched:.1f} s", flush=True)
+    plain, t_plain, load_p = timed(lambda: [s for j in jobs for s in greedy_batch(model, j.prompts, j.max_new_tokens, pad, eos)])
+    print(f"citune batched, no prefix sharing: {t_plain:.1f} s", flush=True)
+    single, t_single, load_s = timed(lambda: [hf_generate_batch(model, [p], j.max_new_tokens, pad, eos)[0]
+                                             for j in jobs for p in j.prompts])
+    print(f"one at a time: {t_single:.1f} s", flush=True)
+    runs = {
+        "citune_batched": {"seconds": round(t_batched, 2), "load_average_before": load_b},
+        "citune_batched_no_prefix_sharing": {"seconds": round(t_plain, 2), "load_average_before": load_p},
+        "hf_one_at_a_time": {"seconds": round(t_single, 2), "load_average_before": load_s},
+    }
+    outputs = {"citune_batched": batched, "citune_batched_no_prefix_sharing": plain, "hf_one_at_a_time": single}
+    if args.hf_batched:
+        hfb, t_hfb, load_h = timed(lambda: [s for j in jobs for s in hf_generate_batch(model, j.prompts, j.max_new_tokens, pad, eos)])
+        runs["hf_batched"] = {"seconds": round(t_hfb, 2), "load_average_before": load_h}
+        outputs["hf_batched"] = hfb
+        print(f"HF batched: {t_hfb:.1f} s", flush=True)
+    for name, res in runs.items():
+        toks = sum(len(s) for s in outputs[name])
+        res.update(instances=n, generated_tokens=toks, instances_per_second=round(n / res["seconds"], 3),
+                   tokens_per_second=round(toks / res["seconds"], 2),
+                   identical_to_one_at_a_time=sum(a == b for a, b in zip(outputs[name], single)))
+    differing = [{"task": j.key, "batched": tok.decode(a), "single": tok.decode(b)}
+                 for j, a, b in zip([j for j in jobs for _ in j.prompts], batched, single) if a != b]
+    result = {
+        "machine": machine(threads),
+        "model": {"name": cfg.model.name, "finetune": cfg.model.finetune, "dtype": cfg.model.dtype},
+        "data": {"tasks": list(bounds), "instances": n, "max_new_tokens_by_task": bounds,
+                 "prompt_tokens": prompt_tokens, "shared_prefix_tokens": shared_tokens,
+                 "batch_size": cfg.eval.batch_size, "batches": len(jobs)},
+        "runs": runs,
+        "ratio": round(t_single / t_batched, 3),
+        "identical": sum(a == b for a, b in zip(batched, single)),
+        "differing_examples": differing[:10],
+        "definition": "same greedy decoding, same per-task bound and EOS; ratio = one-at-a-time seconds / "
+                      "batched seconds over the same instances",
+    }
+    print(f"ratio {result['ratio']}×; identical outputs {result['identical']}/{n}")
+    print("wrote", write_result(args.out, result))
+
+
+if __name__ == "__main__":
+    main()

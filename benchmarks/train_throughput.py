@@ -1,0 +1,206 @@
+"""Training throughput: one SuperNI stage, SmolLM2-135M + LoRA, citune's trainer against a plain
+Hugging Face Trainer on the same examples, model, LoRA config and hyper-parameters.
+
+    python benchmarks/train_throughput.py [--max-examples N] [--threads T] [--task-index 0]
+                                          [--order citune,hf,hf,citune]
+
+Both runs start from the same weights (same seed, so the same LoRA initialisation) and see the
+same tokenised examples (citune's prompt encoder; labels -100 on the prompt). The default order
+citune, hf, hf, citune (each a fresh model) cancels a load that drifts during the run on a shared
+machine; each system's tokens/s is its total tokens over its total seconds.
+- citune: `citune.engine.trainer.train_stage` (length-grouped left-padded batches, logits only over
+  the response tail, fused AdamW);
+- reference: `transformers.Trainer` with `DataCollatorForSeq2Seq` (pad to the longest of a random
+  batch, right padding), the model's own loss (logits over every position), default optimizer
+  (fused AdamW), the same lr, batch size, epochs, warmup, weight decay, clipping and cosine schedule.
+
+Tokens per second = non-pad tokens of the training examples processed per wall-clock second of the
+training call (encoding and data loading included for both). Model FLOPs utilisation (MFU) =
+useful model FLOPs per second / the float32 matrix-multiply peak measured here (best of a few timed
+2048×2048 `torch.mm`, same thread count), where the useful FLOPs of an example of length L with R
+response tokens are, the base weights being frozen (no weight gradients):
+    (4·N_body + 6·N_lora)·L + 6·layers·d_attn·L² (causal attention, forward + backward) + 4·V·d·R
+N_body = base parameters without the embedding / tied LM head; the LM head counts only at the R
+positions whose logits the response-only loss needs. The same definition is used for both runs.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import SUPERNI, load_average, machine, matmul_peak, write_result  # noqa: E402
+
+
+def flop_model(model) -> dict:
+    cfg = model.config if not hasattr(model, "get_base_model") else model.get_base_model().config
+    n_body = n_lora = 0
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            n_lora += p.numel()
+        elif "embed_tokens" not in name and "lm_head" not in name:
+            n_body += p.numel()
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return {"n_body": n_body, "n_lora": n_lora, "layers": cfg.num_hidden_layers, "d": cfg.hidden_size,
+            "d_attn": cfg.num_attention_heads * head_dim, "vocab": cfg.vocab_size}
+
+
+def useful_flops(fm: dict, length: int, response: int) -> float:
+    return ((4 * fm["n_body"] + 6 * fm["n_lora"]) * length + 6 * fm["layers"] * fm["d_attn"] * length ** 2
+            + 4 * fm["vocab"] * fm["d"] * response)
+
+
+def load_stage(args):
+    from citune.config import load_config
+    from citune.data import build_stream
+
+    cfg = load_config(None, ["data.kind=superni", f"data.superni.root={args.superni}", f"train.epochs={args.epochs}",
+                             f"train.batch_size={args.batch_size}"])
+    stream = build_stream(cfg)
+    task = stream.tasks[args.task_index]
+    train = task.train[: args.max_examples] if args.max_examples else task.train
+    return cfg, task.name, train
+
+
+def fresh_model(cfg, seed: int):
+    import torch
+
+    from citune.models import load_model
+    from citune.paths import cache_root
+
+    torch.manual_seed(seed)
+    return load_model(cfg.model, cache_root())
+
+
+def run_citune(cfg, instances, seed: int) -> dict:
+    from accelerate import Accelerator
+
+    from citune.engine.objective import TrainExample
+    from citune.engine.trainer import train_stage
+
+    bundle = fresh_model(cfg, seed)
+    acc = Accelerator(cpu=True)
+    model = acc.prepare(bundle.model)
+    start = time.perf_counter()
+    stats = train_stage(acc, bundle, [TrainExample(x) for x in instances], cfg.train, seed, model=model)
+    seconds = time.perf_counter() - start
+    losses = [r["loss"] for r in stats.log]
+    return {"seconds": round(seconds, 2), "steps": stats.steps, "mean_loss": round(sum(losses) / len(losses), 4),
+            "padding_share": stats.padding_share}
+
+
+def run_hf_trainer(cfg, rows: list[dict], seed: int) -> dict:
+    import torch
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    bundle = fresh_model(cfg, seed)
+    tok = AutoTokenizer.from_pretrained(bundle.base_dir)  # a plain tokenizer: default (right) padding
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    padded = {"positions": 0, "batches": 0}
+
+    def collate(features):
+        batch = collator(features)
+        padded["positions"] += batch["input_ids"].numel()
+        padded["batches"] += 1
+        return batch
+
+    t = cfg.train
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
+            learning_rate=t.lr, num_train_epochs=t.epochs, lr_scheduler_type="cosine", warmup_steps=t.warmup_ratio,
+            weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=seed, use_cpu=not torch.cuda.is_available(),
+            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
+            dataloader_num_workers=0)
+        data = [{"input_ids": r["input_ids"], "attention_mask": [1] * len(r["input_ids"]), "labels": r["labels"]}
+                for r in rows]
+        trainer = Trainer(model=bundle.model, args=args, train_dataset=data, data_collator=collate)
+        start = time.perf_counter()
+        out = trainer.train()
+        seconds = time.perf_counter() - start
+    real = sum(len(r["input_ids"]) for r in rows) * t.epochs
+    return {"seconds": round(seconds, 2), "steps": out.global_step, "mean_loss": round(out.training_loss, 4),
+            "padding_share": round(1 - real / padded["positions"], 4) if padded["positions"] else 0.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--superni", default=str(SUPERNI))
+    ap.add_argument("--task-index", type=int, default=0, help="which stage of the SuperNI-16 stream (0 = first)")
+    ap.add_argument("--max-examples", type=int, default=None, help="train on the first N examples of the stage")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    ap.add_argument("--order", default="citune,hf,hf,citune", help="which runs, in this order")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", default="train_throughput")
+    args = ap.parse_args()
+
+    from citune.engine.batching import encode_examples
+    from citune.engine.objective import TrainExample
+    from citune.engine.trainer import configure_threads, peak_memory_mb, reset_peak_memory
+
+    threads = configure_threads(args.threads, 1)
+    cfg, task, instances = load_stage(args)
+    probe = fresh_model(cfg, args.seed)
+    fm = flop_model(probe.model)
+    rows = encode_examples(probe.encoder, [TrainExample(x) for x in instances], cfg.train.max_length)
+    del probe
+    lengths = [len(r["input_ids"]) for r in rows]
+    responses = [sum(1 for v in r["labels"][1:] if v != -100) for r in rows]
+    tokens = sum(lengths) * cfg.train.epochs
+    flops = sum(useful_flops(fm, n, r) for n, r in zip(lengths, responses)) * cfg.train.epochs
+    print(f"stage {task}: {len(rows)} examples, {tokens} tokens, mean length {sum(lengths) / len(rows):.1f}, "
+          f"{threads} threads", flush=True)
+
+    peaks = [matmul_peak()]
+    print(f"matmul peak {peaks[0]['gflops']} GFLOP/s", flush=True)
+    runs: dict[str, list[dict]] = {}
+    for name in [s.strip() for s in args.order.split(",") if s.strip()]:
+        load_before = load_average()
+        reset_peak_memory()
+        res = run_citune(cfg, instances, args.seed) if name == "citune" else run_hf_trainer(cfg, rows, args.seed)
+        res.update(tokens=tokens, tokens_per_second=round(tokens / res["seconds"], 1), load_average_before=load_before,
+                   **peak_memory_mb())
+        runs.setdefault(name, []).append(res)
+        print(name, res, flush=True)
+    peaks.append(matmul_peak())
+    peak = max(p["gflops"] for p in peaks)
+    summary = {}
+    for name, rs in runs.items():
+        seconds = sum(r["seconds"] for r in rs)
+        summary[name] = {"runs": len(rs), "tokens": tokens * len(rs), "seconds": round(seconds, 2),
+                         "tokens_per_second": round(tokens * len(rs) / seconds, 1),
+                         "mfu": round(flops * len(rs) / seconds / (peak * 1e9), 4),
+                         "padding_share": rs[0]["padding_share"], "mean_loss": rs[0]["mean_loss"],
+                         "peak_rss_mb": max(r.get("peak_rss_mb", 0) for r in rs)}
+    result = {
+        "machine": machine(threads),
+        "stage": {"task": task, "examples": len(rows), "epochs": cfg.train.epochs, "tokens": tokens,
+                  "mean_length": round(sum(lengths) / len(rows), 1), "mean_response": round(sum(responses) / len(rows), 2)},
+        "model": {"name": cfg.model.name, "finetune": cfg.model.finetune, "lora": cfg.model.lora.model_dump(),
+                  **fm},
+        "train": cfg.train.model_dump(),
+        "peak_gflops": peak, "peak_measurements": peaks,
+        "useful_tflop_per_run": round(flops / 1e12, 3),
+        "summary": summary,
+        "runs": runs,
+        "definition": "tokens/s = non-pad training tokens / wall-clock seconds of the training call; "
+                      "MFU = useful model FLOPs (see docstring) / seconds / measured fp32 matmul peak",
+    }
+    if "citune" in summary and "hf" in summary:
+        result["ratio"] = round(summary["citune"]["tokens_per_second"] / summary["hf"]["tokens_per_second"], 3)
+        print(f"citune / HF Trainer = {result['ratio']}×; MFU citune {summary['citune']['mfu']:.1%}, "
+              f"HF {summary['hf']['mfu']:.1%} of {peak} GFLOP/s")
+    print("wrote", write_result(args.out, result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Batched greedy generation on the tiny random model: the same tokens as one-at-a-time
+`model.generate`, sequences leaving their batch at EOS, and work shared out by whole batches."""
+import pytest
+import torch
+
+from citune.data.types import Instance
+from citune.evaluation.generate import (generate, greedy_batch, hf_generate_batch, length_batches, make_jobs,
+                                        share_jobs, shared_prefix_lens)
+
+
+@pytest.fixture(scope="module")
+def gen_bundle():
+    """A tiny random model whose weights are redrawn larger, so that greedy outputs vary from
+    prompt to prompt and step to step (the default init repeats one token)."""
+    from citune.config import load_config
+    from citune.models import load_model
+    from citune.paths import cache_root
+
+    cfg = load_config(None, ["model.name=tiny", "model.finetune=full", "model.tiny.seed=5"])
+    bundle = load_model(cfg.model, cache_root())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in bundle.model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    bundle.model.eval()
+    return bundle
+
+
+def _prompts(bundle, n=7):
+    texts = [("Repeat the word.", "apple " * (i + 1)) for i in range(n - 3)] + [
+        ("Translate to French:", "the cat sat on the mat"), ("Sum", "1 2 3 4"), ("Name a colour.", "")]
+    return [bundle.encoder.prompt_ids(ins, inp, 128) for ins, inp in texts]
+
+
+def test_batched_greedy_equals_one_at_a_time_generate(gen_bundle):
+    model, tok = gen_bundle.model, gen_bundle.tokenizer
+    prompts = _prompts(gen_bundle)
+    batched = greedy_batch(model, prompts, 6, tok.pad_token_id, [tok.eos_token_id])
+    single = [hf_generate_batch(model, [p], 6, tok.pad_token_id, [tok.eos_token_id])[0] for p in prompts]
+    assert batched == single
+    assert all(1 <= len(s) <= 6 for s in batched)
+
+
+def test_a_sequence_leaves_its_batch_at_eos(gen_bundle):
+    """Use one row's second generated token as 'EOS': that row stops there, the others go on,
+    and everything still matches model.generate with the same EOS, one prompt at a time."""
+    model, tok = gen_bundle.model, gen_bundle.tokenizer
+    prompts = _prompts(gen_bundle, 5)
+    free = greedy_batch(model, prompts, 5, tok.pad_token_id, [tok.eos_token_id])
+    stop = free[2][1]
+    assert stop != tok.eos_token_id
+    eos = [tok.eos_token_id, stop]
+    batched = greedy_batch(model, prompts, 5, tok.pad_token_id, eos)
+    single = [hf_generate_batch(model, [p], 5, tok.pad_token_id, eos)[0] for p in prompts]
+    assert batched == single
+    assert batched[2] == free[2][:1]  # stopped before the 'EOS' token, which is not returned
+    assert any(len(s) > 1 for s in batched)  # other rows went on after row 2 left
+
+
+def test_shared_prefix_decoding_equals_one_at_a_time(gen_bundle):
+    """Two instructions, several inputs each: each batch runs each instruction prefix once."""
+    model, tok, enc = gen_bundle.model, gen_bundle.tokenizer, gen_bundle.encoder
+    items = [("Translate the sentence into French, word by word.", f"the {w} sat on the mat")
+             for w in ("cat", "small dog", "very old bird", "fox")]
+    items += [("Add the numbers.", " ".join(str(k) for k in range(n))) for n in (2, 5, 9)]
+    prompts = [enc.prompt_ids(ins, inp, 128) for ins, inp in items]
+    groups = [ins for ins, _ in items]
+    prefix = shared_prefix_lens(prompts, groups)
+    head = len(enc._parts(items[0][0], items[0][1])[0])
+    assert prefix[0] >= head - 1 and all(0 < n < len(p) for n, p in zip(prefix, prompts))
+    jobs = make_jobs("t", prompts, 6, 16, groups)
+    assert len(jobs) == 1 and jobs[0].prefix_lens is not None
+    batched = greedy_batch(model, jobs[0].prompts, 6, tok.pad_token_id, [tok.eos_token_id],
+                           prefix_lens=jobs[0].prefix_lens)
+    single = [hf_generate_batch(model, [p], 6, tok.pad_token_id, [tok.eos_token_id])[0] for p in jobs[0].prompts]
+    assert batched == single
+
+
+def test_shared_prefix_lens():
+    prompts = [[1, 2, 3, 4], [1, 2, 3, 9, 9], [1, 2], [7, 7, 7]]
+    assert shared_prefix_lens(prompts, ["a", "a", "a", "b"]) == [2, 2, 1, 2]
+
+
+def test_generate_keeps_the_instances_order_and_batch_size_does_not_matter(gen_bundle):
+    xs = [Instance("Say something.", "word " * (i % 4 + 1), ("x",), "t", "s", str(i)) for i in range(9)]
+    a = generate(gen_bundle, xs, 4, batch_size=4, max_prompt_len=64)
+    b = generate(gen_bundle, xs, 4, batch_size=1, max_prompt_len=64)
+    assert len(a) == 9 and a == b
+
+
+def test_length_batches_sort_by_decreasing_length():
+    prompts = [[0] * n for n in (3, 9, 1, 9, 5)]
+    assert length_batches(prompts, 2) == [[1, 3], [4, 0], [2]]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 5])
+def test_share_jobs_gives_every_batch_to_exactly_one_rank(world):
+    jobs = make_jobs("a", [[1] * n for n in range(1, 12)], 4, 3) + make_jobs("b", [[1] * 7] * 5, 2, 3)
+    shares = share_jobs(jobs, world)
+    flat = sorted(j for s in shares for j in s)
+    assert flat == list(range(len(jobs)))
+    # The batches themselves (the composition) are those of a single process.
+    assert [j.index for j in jobs] == [j.index for j in make_jobs("a", [[1] * n for n in range(1, 12)], 4, 3)
+                                       + make_jobs("b", [[1] * 7] * 5, 2, 3)]
+    loads = [sum(jobs[j].cost for j in s) for s in shares]
+    assert max(loads) - min(loads) <= max(j.cost for j in jobs)
+
+
+def test_eval_bound_is_respected(gen_bundle):
+    model, tok = gen_bundle.model, gen_bundle.tokenizer
+    out = greedy_batch(model, _prompts(gen_bundle, 3), 1, tok.pad_token_id, [tok.eos_token_id])
+    assert all(len(s) <= 1 for s in out)
