@@ -78,21 +78,21 @@ def test_prompt_answer_and_chat(tmp_path):
 
 
 def test_superni_file_and_directory():
-    f = DATA / "superni" / "task9001_synthetic_unit_conversion.json"
+    f = DATA / "superni" / "demo-unit-conversion.json"
     raw = json.loads(f.read_text())
     xs = read_superni(f, task="units")
     assert len(xs) == len(raw["Instances"])
     assert {x.instruction for x in xs} == {raw["Definition"][0]}
     assert xs[0].input == raw["Instances"][0]["input"] and xs[0].outputs == tuple(raw["Instances"][0]["output"])
-    assert {x.source for x in xs} == {"task9001_synthetic_unit_conversion"}
+    assert {x.source for x in xs} == {"demo-unit-conversion"}
     both = read_source(DATA / "superni", task="u")  # a directory: every file, auto-detected
-    assert Counter(x.source for x in both) == {"task9001_synthetic_unit_conversion": 29, "task9002_synthetic_sorting": 29}
+    assert Counter(x.source for x in both) == {"demo-unit-conversion": 29, "demo-sorting": 29}
 
 
 def test_format_detection(tmp_path):
     expected = {"alpaca.json": "alpaca", "alpaca.jsonl": "alpaca", "trace.json": "prompt-answer",
                 "trace-parity.jsonl": "prompt-answer", "chat.jsonl": "chat", "chat-entities.jsonl": "chat",
-                "superni/task9002_synthetic_sorting.json": "superni"}
+                "superni/demo-sorting.json": "superni"}
     for name, fmt in expected.items():
         assert detect_format(DATA / name) == fmt, name
     # JSON lines in a file named *.json, with a byte-order mark
