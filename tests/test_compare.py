@@ -19,7 +19,7 @@ HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 
 
 def citune(*args, quiet=True, **kw):
-    env = {k: v for k, v in os.environ.items() if k != "CITUNE_QUIET"} | ({"CITUNE_QUIET": "1"} if quiet else {})
+    env = {k: v for k, v in os.environ.items() if k not in ("CITUNE_QUIET", "CI")} | ({"CITUNE_QUIET": "1"} if quiet else {})
     # Sleeping OpenMP workers: on cores shared with other jobs, spinning ones make the tiny runs ~10x slower.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return subprocess.run([sys.executable, "-m", "citune", *map(str, args)], capture_output=True, text=True,
