@@ -101,11 +101,20 @@ def share(args) -> dict:
         stages = [s for s in manifest["stages"] if s.get("index", 0) > 0 and s.get("status") == "done"]
         rows = [{"stage": s["index"], "task": s["task"], "selection_seconds": s.get("selection_seconds", 0.0),
                  "train_seconds": s.get("train_seconds"), "stage_seconds": s.get("seconds"),
+                 "peak_rss_mb": s.get("peak_rss_mb"),
                  "share": round(s.get("selection_seconds", 0.0) / s["seconds"], 4) if s.get("seconds") else None}
                 for s in stages]
         sel = sum(r["selection_seconds"] for r in rows)
         total = sum(r["stage_seconds"] or 0 for r in rows)
-        runs.append({"run": str(d), "strategy": manifest.get("strategy"), "stages": rows,
+        import yaml
+
+        cfg = yaml.safe_load((Path(d) / "config.yaml").read_text())
+        setup = {"model": cfg["model"]["name"], "finetune": cfg["model"]["finetune"], "data": cfg["data"]["kind"],
+                 "superni": cfg["data"]["superni"] if cfg["data"]["kind"] == "superni" else None,
+                 "max_train_per_task": cfg["data"]["max_train_per_task"], "train": cfg["train"],
+                 "eval": cfg["eval"], "replay_per_task": cfg["replay"]["per_task"],
+                 "kpig": cfg["replay"]["kpig"] if manifest.get("strategy") == "kpig" else None}
+        runs.append({"run": str(d), "strategy": manifest.get("strategy"), "setup": setup, "stages": rows,
                      "selection_seconds": round(sel, 2), "stage_seconds": round(total, 2),
                      "share": round(sel / total, 4) if total else None,
                      "max_stage_share": max((r["share"] or 0 for r in rows), default=None)})
