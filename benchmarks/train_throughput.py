@@ -130,6 +130,13 @@ def run_hf_trainer(cfg, rows: list[dict], seed: int) -> dict:
             "padding_share": round(1 - real / padded["positions"], 4) if padded["positions"] else 0.0}
 
 
+def cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--superni", default=str(SUPERNI))
@@ -166,9 +173,11 @@ def main() -> None:
     for name in [s.strip() for s in args.order.split(",") if s.strip()]:
         load_before = load_average()
         reset_peak_memory()
+        cpu_before = cpu_seconds()
         res = run_citune(cfg, instances, args.seed) if name == "citune" else run_hf_trainer(cfg, rows, args.seed)
+        cpu = cpu_seconds() - cpu_before  # this process's user + system time, all threads (model loading included)
         res.update(tokens=tokens, tokens_per_second=round(tokens / res["seconds"], 1), load_average_before=load_before,
-                   **peak_memory_mb())
+                   load_average_after=load_average(), cpu_seconds=round(cpu, 1), **peak_memory_mb())
         runs.setdefault(name, []).append(res)
         print(name, res, flush=True)
     peaks.append(matmul_peak())
@@ -178,6 +187,7 @@ def main() -> None:
         seconds = sum(r["seconds"] for r in rs)
         summary[name] = {"runs": len(rs), "tokens": tokens * len(rs), "seconds": round(seconds, 2),
                          "tokens_per_second": round(tokens * len(rs) / seconds, 1),
+                         "cpu_seconds": round(sum(r["cpu_seconds"] for r in rs), 1),
                          "mfu": round(flops * len(rs) / seconds / (peak * 1e9), 4),
                          "padding_share": rs[0]["padding_share"], "mean_loss": rs[0]["mean_loss"],
                          "peak_rss_mb": max(r.get("peak_rss_mb", 0) for r in rs)}
@@ -192,11 +202,14 @@ def main() -> None:
         "useful_tflop_per_run": round(flops / 1e12, 3),
         "summary": summary,
         "runs": runs,
-        "definition": "tokens/s = non-pad training tokens / wall-clock seconds of the training call; "
+        "definition": "tokens/s = non-pad training tokens / wall-clock seconds of the training call "
+                      "(ratio_cpu_time: the same with this process's CPU seconds); "
                       "MFU = useful model FLOPs (see docstring) / seconds / measured fp32 matmul peak",
     }
     if "citune" in summary and "hf" in summary:
         result["ratio"] = round(summary["citune"]["tokens_per_second"] / summary["hf"]["tokens_per_second"], 3)
+        # The same ratio in CPU time (user + system of this process): less sensitive to other jobs.
+        result["ratio_cpu_time"] = round(summary["hf"]["cpu_seconds"] / summary["citune"]["cpu_seconds"], 3)
         print(f"citune / HF Trainer = {result['ratio']}×; MFU citune {summary['citune']['mfu']:.1%}, "
               f"HF {summary['hf']['mfu']:.1%} of {peak} GFLOP/s")
     print("wrote", write_result(args.out, result))
