@@ -2,9 +2,13 @@
 on the same SuperNI test instances, SmolLM2-135M (+ the LoRA adapter citune evaluates through).
 
     python benchmarks/eval_throughput.py [--tasks 4] [--per-task 64] [--threads T] [--hf-batched]
+    python benchmarks/eval_throughput.py --tasks 16 --per-task 3 --batch-size 32 --max-length 192 \
+        --max-new-tokens 16 --out eval_throughput_pooled      # the SuperNI quality benchmark's scale
 
-citune: each task's prompts grouped by instruction, sorted by length and cut into batches of
-`eval.batch_size`; left padding; each distinct instruction prefix of a batch computed once; KV
+citune: the prompts of all the tasks pooled, grouped by instruction, sorted by length and cut into
+batches of `eval.batch_size`, each row bound by its task's limit (as a stage's evaluation does); also
+timed: the same with each task's prompts batched on their own (how evaluation batched before
+pooling, which leaves small batches when a task has few test instances); left padding; each distinct instruction prefix of a batch computed once; KV
 cache; a sequence leaves its batch at EOS; per-task max_new_tokens (longest reference + 4, at most
 `eval.max_new_tokens`). Reference: `model.generate` on one prompt at a time (greedy, same per-task
 bound, same EOS). Also timed on the same batches: citune without prefix sharing, and with
@@ -24,6 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SUPERNI, load_average, machine, write_result  # noqa: E402
 
 
+def _split(flat: list, jobs) -> list[list]:
+    """A flat list of per-row results cut back into the jobs' rows."""
+    out, k = [], 0
+    for j in jobs:
+        out.append(flat[k:k + len(j.prompts)])
+        k += len(j.prompts)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--superni", default=str(SUPERNI))
@@ -31,6 +44,9 @@ def main() -> None:
     ap.add_argument("--per-task", type=int, default=64, help="test instances per task (64 = the whole test split)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--hf-batched", action="store_true", help="also time model.generate on the same batches")
+    ap.add_argument("--batch-size", type=int, default=None, help="eval.batch_size (default: the config's)")
+    ap.add_argument("--max-length", type=int, default=None, help="train.max_length, the prompt bound")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="eval.max_new_tokens")
     ap.add_argument("--out", default="eval_throughput")
     args = ap.parse_args()
 
@@ -39,12 +55,17 @@ def main() -> None:
     from citune.config import load_config
     from citune.data import build_stream
     from citune.engine.trainer import configure_threads
-    from citune.evaluation.generate import greedy_batch, hf_generate_batch, make_jobs, max_new_tokens_for
+    from citune.evaluation.generate import GenRequest, greedy_batch, hf_generate_batch, max_new_tokens_for, pool_jobs
     from citune.models import load_model
     from citune.paths import cache_root
 
     threads = configure_threads(args.threads, 1)
-    cfg = load_config(None, ["data.kind=superni", f"data.superni.root={args.superni}"])
+    overrides = ["data.kind=superni", f"data.superni.root={args.superni}"]
+    for key, value in (("eval.batch_size", args.batch_size), ("train.max_length", args.max_length),
+                       ("eval.max_new_tokens", args.max_new_tokens)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(None, overrides)
     stream = build_stream(cfg)
     torch.manual_seed(cfg.seed)
     bundle = load_model(cfg.model, cache_root())
@@ -52,13 +73,14 @@ def main() -> None:
     model.eval()
     pad, eos = tok.pad_token_id, [tok.eos_token_id]
 
-    jobs, bounds = [], {}
+    requests, bounds = [], {}
     for task in stream.tasks[: args.tasks]:
         xs = task.test[: args.per_task]
         refs = [r for x in task.train + task.test for r in x.outputs]
         bounds[task.name] = max_new_tokens_for(tok, refs, cfg.eval.max_new_tokens)
         prompts = [bundle.encoder.prompt_ids(x.instruction, x.input, cfg.train.max_length) for x in xs]
-        jobs += make_jobs(task.name, prompts, bounds[task.name], cfg.eval.batch_size, [x.instruction for x in xs])
+        requests.append(GenRequest(task.name, prompts, bounds[task.name], [x.instruction for x in xs]))
+    jobs = pool_jobs(requests, cfg.eval.batch_size)  # as the evaluation batches a stage's tasks
     n = sum(len(j.prompts) for j in jobs)
     print(f"{n} instances of {len(bounds)} tasks, bounds {bounds}, {threads} threads", flush=True)
 
@@ -78,15 +100,25 @@ def main() -> None:
     print(f"citune batched: {t_batched:.1f} s", flush=True)
     plain, t_plain, load_p = timed(lambda: [s for j in jobs for s in greedy_batch(model, j.prompts, j.max_new_tokens, pad, eos)])
     print(f"citune batched, no prefix sharing: {t_plain:.1f} s", flush=True)
-    single, t_single, load_s = timed(lambda: [hf_generate_batch(model, [p], j.max_new_tokens, pad, eos)[0]
-                                             for j in jobs for p in j.prompts])
+    per_task_jobs = [j for r in requests for j in pool_jobs([r], cfg.eval.batch_size)]
+    per_task, t_per_task, load_t = timed(lambda: [s for j in per_task_jobs for s in greedy_batch(
+        model, j.prompts, j.max_new_tokens, pad, eos, prefix_lens=j.prefix_lens)])
+    print(f"citune batched task by task: {t_per_task:.1f} s", flush=True)
+    single, t_single, load_s = timed(lambda: [hf_generate_batch(model, [p], n, pad, eos)[0]
+                                             for j in jobs for p, n in zip(j.prompts, j.max_new_tokens)])
     print(f"one at a time: {t_single:.1f} s", flush=True)
     runs = {
         "citune_batched": {"seconds": round(t_batched, 2), "load_average_before": load_b},
         "citune_batched_no_prefix_sharing": {"seconds": round(t_plain, 2), "load_average_before": load_p},
+        "citune_batched_task_by_task": {"seconds": round(t_per_task, 2), "load_average_before": load_t,
+                                        "batches": len(per_task_jobs)},
         "hf_one_at_a_time": {"seconds": round(t_single, 2), "load_average_before": load_s},
     }
-    outputs = {"citune_batched": batched, "citune_batched_no_prefix_sharing": plain, "hf_one_at_a_time": single}
+    per_task_order = {(k, i): seq for j, out in zip(per_task_jobs, _split(per_task, per_task_jobs))
+                      for k, i, seq in zip(j.keys, j.index, out)}
+    per_task = [per_task_order[(k, i)] for j in jobs for k, i in zip(j.keys, j.index)]  # in the pooled order
+    outputs = {"citune_batched": batched, "citune_batched_no_prefix_sharing": plain,
+               "citune_batched_task_by_task": per_task, "hf_one_at_a_time": single}
     if args.hf_batched:
         hfb, t_hfb, load_h = timed(lambda: [s for j in jobs for s in hf_generate_batch(model, j.prompts, j.max_new_tokens, pad, eos)])
         runs["hf_batched"] = {"seconds": round(t_hfb, 2), "load_average_before": load_h}
@@ -97,8 +129,8 @@ def main() -> None:
         res.update(instances=n, generated_tokens=toks, instances_per_second=round(n / res["seconds"], 3),
                    tokens_per_second=round(toks / res["seconds"], 2),
                    identical_to_one_at_a_time=sum(a == b for a, b in zip(outputs[name], single)))
-    differing = [{"task": j.key, "batched": tok.decode(a), "single": tok.decode(b)}
-                 for j, a, b in zip([j for j in jobs for _ in j.prompts], batched, single) if a != b]
+    differing = [{"task": key, "batched": tok.decode(a), "single": tok.decode(b)}
+                 for key, a, b in zip([k for j in jobs for k in j.keys], batched, single) if a != b]
     result = {
         "machine": machine(threads),
         "model": {"name": cfg.model.name, "finetune": cfg.model.finetune, "dtype": cfg.model.dtype},
@@ -107,12 +139,14 @@ def main() -> None:
                  "batch_size": cfg.eval.batch_size, "batches": len(jobs)},
         "runs": runs,
         "ratio": round(t_single / t_batched, 3),
+        "pooling_ratio": round(t_per_task / t_batched, 3),
         "identical": sum(a == b for a, b in zip(batched, single)),
         "differing_examples": differing[:10],
         "definition": "same greedy decoding, same per-task bound and EOS; ratio = one-at-a-time seconds / "
                       "batched seconds over the same instances",
     }
-    print(f"ratio {result['ratio']}×; identical outputs {result['identical']}/{n}")
+    print(f"ratio {result['ratio']}×; identical outputs {result['identical']}/{n}; "
+          f"pooled vs task by task {result['pooling_ratio']}×")
     print("wrote", write_result(args.out, result))
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from citune.data.types import Instance
-from citune.evaluation.generate import (generate, greedy_batch, hf_generate_batch, length_batches, make_jobs,
-                                        share_jobs, shared_prefix_lens)
+from citune.evaluation.generate import (GenRequest, generate, greedy_batch, hf_generate_batch, length_batches,
+                                        make_jobs, pool_jobs, share_jobs, shared_prefix_lens)
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,46 @@ def test_eval_bound_is_respected(gen_bundle):
     model, tok = gen_bundle.model, gen_bundle.tokenizer
     out = greedy_batch(model, _prompts(gen_bundle, 3), 1, tok.pad_token_id, [tok.eos_token_id])
     assert all(len(s) <= 1 for s in out)
+
+
+def test_per_row_bounds_equal_one_at_a_time_generate(gen_bundle):
+    """Rows of one batch with different token bounds (tasks pooled together) each stop at their own."""
+    model, tok = gen_bundle.model, gen_bundle.tokenizer
+    prompts = _prompts(gen_bundle, 6)
+    bounds = [1, 6, 3, 2, 6, 4]
+    batched = greedy_batch(model, prompts, bounds, tok.pad_token_id, [tok.eos_token_id])
+    single = [hf_generate_batch(model, [p], n, tok.pad_token_id, [tok.eos_token_id])[0]
+              for p, n in zip(prompts, bounds)]
+    assert batched == single
+    assert [len(s) <= n for s, n in zip(batched, bounds)] == [True] * 6
+    assert len(batched[0]) == 1 and max(len(s) for s in batched) > 3
+
+
+def test_pool_jobs_batches_tasks_together_and_keeps_groups_adjacent():
+    a = GenRequest("a", [[1] * 5, [2] * 9, [1] * 6], 3, ["x", "y", "x"])
+    b = GenRequest("b", [[3] * 7, [3] * 8], 8, ["z", "z"])
+    jobs = pool_jobs([a, b], batch_size=4)
+    rows = [(k, i, n) for j in jobs for k, i, n in zip(j.keys, j.index, j.max_new_tokens)]
+    # groups by their longest prompt: a/y (9), b/z (8, 7), a/x (6, 5); every prompt exactly once
+    assert rows == [("a", 1, 3), ("b", 1, 8), ("b", 0, 8), ("a", 2, 3), ("a", 0, 3)]
+    assert [len(j.prompts) for j in jobs] == [4, 1]
+    # b/z share 7 tokens, a/x 5; every prompt keeps at least its last token of its own
+    assert jobs[0].prefix_lens == [8, 7, 6, 5] and jobs[1].prefix_lens == [4]
+
+
+def test_pooled_evaluation_predicts_as_task_by_task(gen_bundle):
+    """Pooling the tasks of a stage changes the batches, not the greedy predictions."""
+    from citune.evaluation.generate import run_jobs
+
+    enc = gen_bundle.encoder
+    reqs = [GenRequest("t%d" % k, [enc.prompt_ids(ins, f"{ins} {w}", 128) for w in ("one", "two words", "x y z")],
+                       bound, [ins] * 3)
+            for k, (ins, bound) in enumerate([("Repeat it.", 2), ("Say the colour of", 5), ("Count", 3)])]
+    def preds(jobs):
+        out = {}
+        for job, texts in zip(jobs, run_jobs(gen_bundle, jobs)):
+            out.update({(k, i): t for k, i, t in zip(job.keys, job.index, texts)})
+        return out
+    pooled = preds(pool_jobs(reqs, 16))
+    separate = preds([j for r in reqs for j in pool_jobs([r], 16)])
+    assert len(pooled) == 9 and pooled == separate

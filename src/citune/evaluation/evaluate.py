@@ -1,7 +1,8 @@
 """Evaluate a model after a stage: every task's test split (seen, and unseen when asked) and held-out tasks.
 
-Under several processes the generation work is shared out: each task's test instances are cut
-into batches (grouped by instruction, sorted by length) exactly as in a single process, whole batches are dealt to ranks
+The test instances of all the tasks evaluated at once are pooled into batches (grouped by
+instruction, sorted by length, each row bound by its task's token limit; `pool_jobs`). Under several
+processes the generation work is shared out: the batches are cut exactly as in a single process, whole batches are dealt to ranks
 (`share_jobs`), and the predictions are gathered on every rank before scoring. A batch's
 composition does not depend on the number of ranks, so the predictions (and the scores) are
 those of a single-process evaluation.
@@ -12,7 +13,7 @@ from typing import Callable
 
 from citune.config import Config
 from citune.data.types import Instance, Stream, Task
-from citune.evaluation.generate import make_jobs, max_new_tokens_for, run_jobs, share_jobs
+from citune.evaluation.generate import GenRequest, max_new_tokens_for, pool_jobs, run_jobs, share_jobs
 from citune.evaluation.scores import exact_match, rouge_l
 from citune.evaluation.vscore import build_checker
 
@@ -38,7 +39,7 @@ def _rank_world() -> tuple[int, int]:
 def predict_tasks(bundle, tasks: list[Task], cfg: Config, bars=None, label: str = "eval") -> dict[str, list[str]]:
     """Greedy predictions for the test instances of `tasks` (task name -> list in instance order),
     computed across the processes of the run and returned on every one of them."""
-    jobs = []
+    requests = []
     for task in tasks:
         instances = test_instances(task, cfg)
         if not instances:
@@ -46,12 +47,13 @@ def predict_tasks(bundle, tasks: list[Task], cfg: Config, bars=None, label: str 
         refs = [r for x in task.train + task.test for r in x.outputs]
         bound = max_new_tokens_for(bundle.tokenizer, refs, cfg.eval.max_new_tokens)
         prompts = [bundle.encoder.prompt_ids(x.instruction, x.input, cfg.train.max_length) for x in instances]
-        jobs += make_jobs(task.name, prompts, bound, cfg.eval.batch_size, [x.instruction for x in instances])
+        requests.append(GenRequest(task.name, prompts, bound, [x.instruction for x in instances]))
+    jobs = pool_jobs(requests, cfg.eval.batch_size)
     rank, world = _rank_world()
     mine = share_jobs(jobs, world)[rank] if world > 1 else list(range(len(jobs)))
     bar = bars.add_task(label, total=sum(len(jobs[j].index) for j in mine), info="") if bars else None
     texts = run_jobs(bundle, [jobs[j] for j in mine],
-                     on_job=(lambda job: bars.update(bar, advance=len(job.index), info=str(job.key))) if bars else None)
+                     on_job=(lambda job: bars.update(bar, advance=len(job.index), info=str(job.keys[-1]))) if bars else None)
     found = [(j, t) for j, t in zip(mine, texts)]
     if world > 1:
         from accelerate.utils import gather_object
@@ -60,8 +62,8 @@ def predict_tasks(bundle, tasks: list[Task], cfg: Config, bars=None, label: str 
     preds = {t.name: [""] * len(test_instances(t, cfg)) for t in tasks}
     for j, texts_j in found:
         job = jobs[j]
-        for i, p in zip(job.index, texts_j):
-            preds[job.key][i] = p
+        for key, i, p in zip(job.keys, job.index, texts_j):
+            preds[key][i] = p
     if bars:
         bars.remove_task(bar)
     return preds

@@ -8,8 +8,10 @@ copies its KV cache to the rows that share it, then runs only the rest of each p
 the prefix is 60-75 % of a prompt. Positions and masks are those of the whole prompt, so the result
 is the greedy continuation of the full prompt (`model.generate` gives the same tokens).
 
-`generate` keeps its historical signature (the instances of one task, in their order). The
-evaluation splits the work into `GenJob`s — one batch of one task each — so that ranks of a
+Pooling: a stage evaluates many tasks with few test instances each (SuperNI at CPU scale: 4 per
+category), and one decoding step costs nearly as much for 4 rows as for 16 (it is bound by reading
+the weights), so `pool_jobs` batches the prompts of all the tasks together, longest first, each row
+keeping its task's token bound. The evaluation splits the work into `GenJob`s so that ranks of a
 multi-process run can share them out without changing any batch's composition: a prediction is
 then the same whatever the number of processes.
 """
@@ -31,19 +33,20 @@ def max_new_tokens_for(tokenizer, references: list[str], ceiling: int, slack: in
 
 @dataclass
 class GenJob:
-    """One batch of prompts of one task (`key`), `index` giving their positions in the task's list;
-    `prefix_lens[i]`: how many leading tokens prompt i shares with the others of its group."""
+    """One batch of prompts. Row i is prompt `index[i]` of task `keys[i]`, generates at most
+    `max_new_tokens[i]` tokens, and shares its first `prefix_lens[i]` tokens with the other prompts
+    of its instruction group."""
 
-    key: Hashable
+    keys: list[Hashable]
     index: list[int]
     prompts: list[list[int]]
-    max_new_tokens: int
+    max_new_tokens: list[int]
     prefix_lens: list[int] | None = None
 
     @property
     def cost(self) -> int:
         """Rough work of the batch (token positions processed), for balancing ranks."""
-        return len(self.prompts) * (max(len(p) for p in self.prompts) + self.max_new_tokens)
+        return len(self.prompts) * (max(len(p) for p in self.prompts) + max(self.max_new_tokens))
 
 
 def length_batches(prompts: Sequence[Sequence[int]], batch_size: int,
@@ -76,14 +79,45 @@ def shared_prefix_lens(prompts: Sequence[Sequence[int]], groups: Sequence[Hashab
     return [max(0, min(common[g], len(p) - 1)) for p, g in zip(prompts, groups)]
 
 
+@dataclass
+class GenRequest:
+    """The prompts of one task to complete: its key, token bound and (optionally) each prompt's
+    instruction group for prefix sharing."""
+
+    key: Hashable
+    prompts: list[list[int]]
+    max_new_tokens: int
+    groups: Sequence[Hashable] | None = None
+
+
+def pool_jobs(requests: Sequence[GenRequest], batch_size: int) -> list[GenJob]:
+    """The batches of all the requests' prompts together: grouped by (task, instruction group) when
+    groups are given, longest group first, and by decreasing length within a group, so that prompts
+    sharing a prefix sit in one batch and a batch's prompts have similar lengths."""
+    rows = []  # (key, index, prompt, bound, group, prefix length)
+    for r in requests:
+        groups = r.groups if r.groups is not None else [None] * len(r.prompts)
+        prefix = shared_prefix_lens(r.prompts, groups) if r.groups is not None else [None] * len(r.prompts)
+        rows += [(r.key, i, p, r.max_new_tokens, (r.key, g), n)
+                 for i, (p, g, n) in enumerate(zip(r.prompts, groups, prefix))]
+    longest: dict[Hashable, int] = {}
+    for row in rows:
+        longest[row[4]] = max(longest.get(row[4], 0), len(row[2]))
+    first = {g: k for k, g in reversed(list(enumerate(row[4] for row in rows)))}
+    order = sorted(range(len(rows)), key=lambda k: (-longest[rows[k][4]], first[rows[k][4]], -len(rows[k][2]), k))
+    share = all(r.groups is not None for r in requests)
+    jobs = []
+    for s in range(0, len(order), batch_size):
+        batch = [rows[k] for k in order[s:s + batch_size]]
+        jobs.append(GenJob([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch],
+                           [b[3] for b in batch], [b[5] for b in batch] if share else None))
+    return jobs
+
+
 def make_jobs(key: Hashable, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
               groups: Sequence[Hashable] | None = None) -> list[GenJob]:
-    """The batches of one task's prompts; with `groups` (e.g. each prompt's instruction), prompts of a
-    group are batched together and their shared prefix is computed once per batch."""
-    prefix = shared_prefix_lens(prompts, groups) if groups is not None else None
-    return [GenJob(key, idx, [prompts[i] for i in idx], max_new_tokens,
-                   [prefix[i] for i in idx] if prefix is not None else None)
-            for idx in length_batches(prompts, batch_size, groups)]
+    """The batches of one task's prompts (see `pool_jobs`)."""
+    return pool_jobs([GenRequest(key, prompts, max_new_tokens, groups)], batch_size)
 
 
 def share_jobs(jobs: Sequence[GenJob], world: int) -> list[list[int]]:
@@ -149,16 +183,17 @@ def _prefill_shared(model, prompts, prefix_lens, pad_id: int, device):
 
 
 @torch.no_grad()
-def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_id: int,
+def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int], pad_id: int,
                  eos_ids: Sequence[int], device=None, prefix_lens: Sequence[int] | None = None) -> list[list[int]]:
     """Greedy continuations (token ids, EOS excluded) of `prompts` in one batch.
 
     Prefill computes vocabulary logits for the last position only (and each shared prefix once when
     `prefix_lens` is given); decoding feeds one token per live row through the KV cache, and a row
-    that emits EOS (or reaches `max_new_tokens`) leaves the batch at once: its cache rows are
-    dropped, so finished sequences cost nothing more.
+    that emits EOS (or reaches its bound: `max_new_tokens`, one for all or one per row) leaves the
+    batch at once: its cache rows are dropped, so finished sequences cost nothing more.
     """
     device = device if device is not None else next(model.parameters()).device
+    bounds = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
     shared = prefix_lens is not None and len(prompts) > 1 and all(n >= 1 for n in prefix_lens)
     if shared and len({tuple(p[:n]) for p, n in zip(prompts, prefix_lens)}) < len(prompts):
@@ -167,12 +202,13 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, p
         out, cache, mask, last = _prefill(model, prompts, pad_id, device)
     results: list[list[int]] = [[] for _ in prompts]
     alive = torch.arange(len(prompts), device=device)
-    for step in range(max_new_tokens):
+    bound = torch.tensor(bounds, device=device)
+    for step in range(max(bounds)):
         nxt = out.logits[:, -1, :].argmax(dim=-1)
-        done = torch.isin(nxt, eos)
+        done = torch.isin(nxt, eos) | (bound[alive] <= step + 1)
         for row, tok in zip(alive.tolist(), nxt.tolist()):
             results[row].append(tok)
-        if step == max_new_tokens - 1 or bool(done.all()):
+        if bool(done.all()):
             break
         if bool(done.any()):
             keep = (~done).nonzero(as_tuple=True)[0]
@@ -188,16 +224,19 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, p
 
 
 @torch.no_grad()
-def hf_generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_id: int,
+def hf_generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int], pad_id: int,
                       eos_ids: Sequence[int], device=None) -> list[list[int]]:
-    """The same through `model.generate` (the reference the benchmark compares with)."""
+    """The same through `model.generate` (the reference the benchmark compares with); per-row
+    bounds are applied by cutting each row after the batch ran to the largest."""
     device = device if device is not None else next(model.parameters()).device
+    bounds = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     ids, mask = _left_pad(prompts, pad_id, device)
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(bounds), do_sample=False,
                          num_beams=1, pad_token_id=pad_id, eos_token_id=list(eos_ids), use_cache=True)
     eos_set = set(eos_ids)
     res = []
-    for row in out[:, ids.shape[1]:].tolist():
+    for row, n in zip(out[:, ids.shape[1]:].tolist(), bounds):
+        row = row[:n]
         cut = next((k for k, t in enumerate(row) if t in eos_set), len(row))
         res.append(row[:cut])
     return res
