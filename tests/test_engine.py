@@ -87,3 +87,36 @@ def test_checkpoint_round_trip(tiny_bundle, tiny_cfg, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(RuntimeError):
         load_trainable(torch.nn.Linear(2, 2), tmp_path / "s.safetensors")
+
+
+def test_a_stage_leaves_no_optimizer_state_behind(tiny_cfg):
+    """Each stage makes its own optimizer; once the stage is done nothing keeps it (or its state,
+    two copies of the trainable weights) alive, so memory does not grow with the stages."""
+    import gc
+    import weakref
+
+    from accelerate import Accelerator
+
+    from citune.engine import trainer
+    from citune.models import load_model
+    from citune.paths import cache_root
+
+    bundle = load_model(tiny_cfg.model, cache_root())
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(bundle.model)
+    made = []
+    real = trainer._optimizer
+    def spy(*a, **k):
+        opt = real(*a, **k)
+        made.append(weakref.ref(opt))
+        return opt
+    try:
+        trainer._optimizer = spy
+        for stage in range(2):
+            trainer.train_stage(accelerator, bundle, [TrainExample(_inst(i)) for i in range(4)], tiny_cfg.train,
+                                seed=stage, model=model)
+    finally:
+        trainer._optimizer = real
+    gc.collect()
+    assert len(made) == 2 and all(r() is None for r in made)
+    assert accelerator._optimizers == [] and len(accelerator._models) == 1

@@ -123,6 +123,15 @@ def plan_batches(lengths: list[int], cfg: TrainConfig, seed: int) -> list[list[i
                                                                          cfg.group_by_length)]
 
 
+def release(accelerator: Accelerator, *objects) -> None:
+    """Drop the Accelerator's own references to prepared objects that are done with (a stage's
+    optimizer, an expert's model): it keeps every prepared object otherwise, so a run of K stages of
+    full fine-tuning would hold K optimizer states (two copies of the weights each)."""
+    done = {id(o) for o in objects}
+    accelerator._optimizers = [o for o in accelerator._optimizers if id(o) not in done]
+    accelerator._models = [m for m in accelerator._models if id(m) not in done]
+
+
 def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], cfg: TrainConfig, seed: int,
                 objective: Objective | None = None, bars=None, label: str = "train",
                 model: torch.nn.Module | None = None) -> StageStats:
@@ -177,6 +186,7 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
         if task is not None:
             bars.update(task, advance=1, info=f"loss {loss_value:.3f} · {tokens / max(elapsed, 1e-9):,.0f} tok/s")
     model.eval()
+    release(accelerator, optimizer)
     if task is not None:
         bars.remove_task(task)
     return StageStats(steps=len(batches), examples=len(rows), train_tokens=tokens,

@@ -14,7 +14,7 @@ from accelerate import Accelerator
 from citune.config import Config
 from citune.data.types import Task
 from citune.engine.objective import TrainExample
-from citune.engine.trainer import train_stage
+from citune.engine.trainer import release, train_stage
 from citune.evaluation.evaluate import evaluate_task
 from citune.evaluation.vscore import build_checker
 from citune.io import read_json, write_json
@@ -38,6 +38,7 @@ def expert_score(cfg: Config, task: Task, cache: Path, accelerator: Accelerator)
     train_stage(accelerator, bundle, [TrainExample(x) for x in task.train], cfg.train, cfg.seed * 1000 + 999,
                 label=f"expert {task.name}", model=model)
     summary, _ = evaluate_task(bundle, task, cfg, build_checker(task))
+    release(accelerator, model)  # an expert is scored once; the run's own model stays prepared
     if accelerator.is_main_process:
         write_json(path, {"task": task.name, "rougeL": summary["rougeL"], "n": summary["n"]})
     return summary["rougeL"]
