@@ -14,7 +14,7 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from citune.engine.batching import position_ids
+from citune.engine.loss import tail_logits
 
 IGKind = Literal["nll", "entropy", "kl"]
 # (instruction, masked instruction, input, output)
@@ -54,11 +54,7 @@ def response_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tenso
     has = targets != -100
     first = int(has.float().argmax(dim=1)[has.any(dim=1)].min()) if has.any() else targets.shape[1] - 1
     keep = targets.shape[1] - first
-    kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False)
-    try:
-        logits = model(**kwargs, logits_to_keep=keep + 1).logits
-    except TypeError:  # a model without logits_to_keep
-        logits = model(**kwargs).logits[:, -(keep + 1):]
+    logits = tail_logits(model, ids, mask, keep + 1)
     tgt = targets[:, first:]
     return logits[:, :-1, :], tgt, tgt != -100
 
@@ -86,7 +82,7 @@ def gain(logits_full: torch.Tensor, logits_masked: torch.Tensor, targets: torch.
         h_masked = -(lp_masked.exp() * lp_masked).sum(-1)
         return _position_mean(h_masked - h_full, valid)
     if kind == "kl":
-        kl = (lp_full.exp() * (lp_full - lp_masked)).sum(-1)
+        kl = (lp_full.exp() * (lp_full - lp_masked)).sum(-1).clamp(min=0)  # < 0 only by float rounding
         return _position_mean(kl, valid)
     raise ValueError(f"unknown IG kind '{kind}' (nll, entropy, kl)")
 
