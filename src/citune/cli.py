@@ -41,7 +41,9 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Run a continual instruction-tuning stream end to end."""
-    from citune.summary import print_run_summary
+    from accelerate import PartialState
+
+    from citune.report.console import print_run_summary
     from citune.runs.runner import run_stream
 
     config, overrides = _split_args(config, overrides)
@@ -52,7 +54,8 @@ def run(
     cfg = _load(config, overrides)
     out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.replay.strategy}"
     metrics = run_stream(cfg, out, resume=resume)
-    print_run_summary(metrics, out)
+    if PartialState().is_main_process:  # under `accelerate launch`, one summary, not one per rank
+        print_run_summary(metrics, out, matrix=True)
 
 
 @app.command()

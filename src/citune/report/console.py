@@ -1,4 +1,5 @@
-"""Rich summaries for the terminal (the CLI prints these after a run)."""
+"""Rich summaries for the terminal: what `citune run` prints at the end (the score matrix and the
+headline metrics) and where the run's report is."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,19 @@ HEADLINE = [
 ]
 
 
+def matrix_table(metrics: dict) -> Table:
+    """The score matrix: the base model's row, then one row after each stage."""
+    tasks = metrics.get("tasks") or []
+    table = Table(title="ROUGE-L ×100: row = after stage, column = task", title_justify="left")
+    table.add_column("stage")
+    for name in tasks:
+        table.add_column(name, justify="right")
+    table.add_row("0 (base)", *[fmt(v, 1) for v in metrics.get("base_row") or [None] * len(tasks)])
+    for i, row in enumerate(metrics.get("matrix") or [], 1):
+        table.add_row(f"{i} {tasks[i - 1]}", *[fmt(v, 1) for v in row])
+    return table
+
+
 def run_summary_table(metrics: dict) -> Table:
     table = Table(title="CL metrics", show_header=True, header_style="bold")
     table.add_column("metric")
@@ -30,10 +44,13 @@ def run_summary_table(metrics: dict) -> Table:
     return table
 
 
-def print_run_summary(metrics: dict, run_dir: str | Path, console: Console | None = None) -> None:
-    """The headline metrics of a run and where its report is."""
+def print_run_summary(metrics: dict, run_dir: str | Path, console: Console | None = None,
+                      matrix: bool = False) -> None:
+    """The headline metrics of a run (after its score matrix when `matrix`) and where its report is."""
     console = console or Console()
-    console.print(run_summary_table(metrics or {}))
-    report = Path(run_dir) / "report.html"
-    where = report if report.is_file() else Path(run_dir)
-    console.print(f"Results: {where}")
+    metrics = metrics or {}
+    if matrix and metrics.get("tasks"):
+        console.print(matrix_table(metrics))
+    console.print(run_summary_table(metrics))
+    report = next((Path(run_dir) / n for n in ("report.html", "report.md") if (Path(run_dir) / n).is_file()), None)
+    console.print(f"Run directory: {run_dir}" + (f"  (report: {report})" if report else ""))
