@@ -3,16 +3,17 @@ the embedded SmolLM2-135M-Instruct + LoRA, several seeds, two category orders, a
 
     python benchmarks/superni_quality.py                      # the whole benchmark (hours; resumable)
     python benchmarks/superni_quality.py --orders curriculum --strategies none,random --seeds 1
-    python benchmarks/superni_quality.py --categories 4       # the first 4 categories of each order
+    python benchmarks/superni_quality.py --categories 16      # the whole 16-category stream
     python benchmarks/superni_quality.py --smoke              # tiny random model, 2 categories: ~1-2 min
     python benchmarks/superni_quality.py --dry-run            # what would run, and the scale; no training
 
-What runs (defaults): order `curriculum` with none, random, inscl, inscl-dynamic, inscl-insinfo, kpig
-and multitask, and order `random` with none, random, inscl, kpig; seeds 1, 2, 3 each. `--strategies`
-replaces the list of every order. Each order is one `citune compare` parent directory under `--out`
-(default benchmarks/runs/superni/<order>[-<N>cat], big, not committed); after every seed the small
-result files (each run's metrics.json, manifest.json and config.yaml; comparison.json/.md; report.md;
-plots/*.png; benchmark.json with the command, machine, date and scale) are copied to
+What runs (defaults): the first 8 categories (CATEGORIES) of order `curriculum` with none, random,
+inscl, kpig, inscl-dynamic, inscl-insinfo and multitask, and of order `random` with none, random,
+inscl, kpig; seeds 1, 2, 3 each. `--strategies` replaces the list of every order. Each order is one
+`citune compare` parent directory under `--out` (default benchmarks/runs/superni/<order>[-<N>cat],
+big, not committed); after every run the small result files (each run's metrics.json,
+manifest.json, config.yaml and report.md with its plots; comparison.json/.md; report.md; plots/*.png;
+benchmark.json with the command, machine, date and scale) are copied to
 benchmarks/results/superni/<order>[-<N>cat]/. Running the same command again skips finished runs and
 resumes a partial one from its first stage not done, so the benchmark can span several sessions.
 
@@ -37,35 +38,42 @@ CONFIG = ROOT / "examples" / "superni16.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "superni"
 
 STRATEGIES = {
-    "curriculum": ["none", "random", "inscl", "inscl-dynamic", "inscl-insinfo", "kpig", "multitask"],
+    # the four strategies of both orders first, so that a partial benchmark answers the main question
+    "curriculum": ["none", "random", "inscl", "kpig", "inscl-dynamic", "inscl-insinfo", "multitask"],
     "random": ["none", "random", "inscl", "kpig"],
 }
 
 # The CPU scale, on top of examples/superni16.yaml (SmolLM2-135M-Instruct, LoRA r 16, lr 3e-4).
-# Calibrated on this machine kind (2 shared cores, no GPU, load average ~4 from other jobs); see
-# benchmarks/README.md for the trial runs and the cost model behind the numbers in ESTIMATE.
+# Calibrated on this machine kind (2 cores, no GPU); see benchmarks/README.md for the measurements
+# and the cost model behind COST. Evaluation dominates a run (stage t evaluates t categories), so the
+# test side is the smallest that still scores every category of every stage.
 SCALE = [
     "data.superni.per_source_cap=8",  # instances read per SuperNI task (4-8 tasks per category)
     "data.max_train_per_task=16",  # training instances per category
-    "data.test_size=4",  # test instances per category, shared between its SuperNI tasks
+    "data.test_size=3",  # test instances per category, shared between its SuperNI tasks
     "data.superni.heldout_categories=[Textual Entailment,Title Generation]",
-    "eval.max_test_per_task=4",  # also the held-out categories: 4 of their 16 instances
+    "eval.max_test_per_task=3",  # also the held-out categories: 3 of their 16 instances
     "eval.eval_unseen=false",  # seen categories and held-out ones only: FWT is n/a
-    "eval.max_new_tokens=24",
+    "eval.max_new_tokens=16",
+    "eval.batch_size=32",  # a stage's prompts of all categories pooled into few batches
     "train.epochs=1",
     "train.batch_size=4",  # 4 optimizer steps per category
-    "train.max_length=256",
+    "train.max_length=192",  # median SuperNI prompt 132 tokens, 9 of 48 test prompts longer
     "replay.per_task=2",  # replayed instances per previous category (1/8 of its training data)
     "replay.kpig.probe=4",  # KPIG scores probe ∪ pool of every previous category at every stage
     "replay.kpig.pool=4",
 ]
 
-# Measured with SCALE on the first 4 curriculum categories (none, random, inscl, kpig; seed 1; load
-# average 4-5 from other jobs on the 2 cores): seconds per training example pass, per evaluated task
-# (4 prompts, generation and scoring), KPIG's selection per previous category, KPIG's training
-# cost factor (its IG objective adds a forward and backward pass of the masked instruction), and
-# the per-run overhead (model and encoder loading). An idle machine is about twice as fast.
-COST = {"pass": 1.36, "task_eval": 3.8, "kpig_selection": 3.5, "kpig_train_factor": 2.0, "run_overhead": 20.0}
+# Measured on an idle machine (2026-12-01): seconds per training example pass, per evaluated
+# category (3 prompts, pooled generation and scoring), KPIG's selection per previous category,
+# KPIG's training cost factor (its IG objective adds a forward and backward pass of the masked
+# instruction), and the per-run overhead (model and encoder loading).
+COST = {"pass": 1.1, "task_eval": 2.7, "kpig_selection": 1.8, "kpig_train_factor": 2.0, "run_overhead": 20.0}
+
+# The stream length is part of the scale: with the first 8 categories of an order every strategy,
+# multitask included, finishes within 15 minutes here (COST); the whole stream (16) takes 12 minutes
+# for `none` and about an hour for `multitask` per run.
+CATEGORIES = 8
 
 
 def projected_seconds(stream, cfg, strategy: str) -> float:
@@ -135,7 +143,7 @@ def check(config: Path, strategies: list[str], overrides: list[str], seeds: int)
     if cfg.model.name == "tiny":
         return
     minutes = {s: projected_seconds(stream, cfg, s) / 60 for s in strategies}
-    print("   projected minutes per run at the measured load (COST; idle: about half): "
+    print("   projected minutes per run on an idle machine (COST; under load: up to twice): "
           + ", ".join(f"{s} {m:.0f}" for s, m in minutes.items())
           + f"; all {seeds} seed(s): {sum(minutes.values()) * seeds / 60:.1f} h", flush=True)
 
@@ -163,9 +171,11 @@ def copy_results(parent: Path, dest: Path, run_dirs: list[Path], info: dict) -> 
         if not (run / "manifest.json").is_file():
             continue
         (dest / run.name).mkdir(exist_ok=True)
-        for name in ("metrics.json", "manifest.json", "config.yaml"):
+        for name in ("metrics.json", "manifest.json", "config.yaml", "report.md"):
             if (run / name).is_file():
                 shutil.copy2(run / name, dest / run.name / name)
+        if (run / "plots").is_dir():  # the run report's figures (about 0.2 MB a run)
+            shutil.copytree(run / "plots", dest / run.name / "plots", dirs_exist_ok=True)
     (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
@@ -187,7 +197,8 @@ def benchmark(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", default=None,
                     help="comma-separated strategies for every order (default: the list of each order)")
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--categories", type=int, default=None, help="only the first N categories of each order")
+    ap.add_argument("--categories", type=int, default=None,
+                    help=f"the first N categories of each order (default {CATEGORIES}; 16: the whole stream)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "runs" / "superni",
                     help="parent of the run directories (big; not committed)")
     ap.add_argument("--results", type=Path, default=None,
@@ -213,12 +224,12 @@ def benchmark(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     orders = [o.strip() for o in args.orders.split(",") if o.strip()]
     scale = SMOKE if args.smoke else SCALE
-    if args.smoke and args.categories is None:
-        args.categories = 2
+    if args.categories is None:
+        args.categories = 2 if args.smoke else CATEGORIES
     if args.results is None:
         args.results = args.out / "smoke-results" if args.smoke else RESULTS
     # smoke runs never mix with the real ones
-    suffix = ("-smoke" if args.smoke else "") + (f"-{args.categories}cat" if args.categories else "")
+    suffix = ("-smoke" if args.smoke else "") + (f"-{args.categories}cat" if args.categories < 16 else "")
 
     for order in orders:
         cats = order_categories(root, order)
@@ -254,11 +265,12 @@ def benchmark(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         done_dirs: list[Path] = []
         for seed in seeds:  # seed-major: every strategy has a first result early
-            run_compare(str(args.config), strategies, [seed], parent, overrides, quiet=args.quiet)
-            done_dirs += [run_dir_for(parent, s, seed) for s in strategies]
-            build_comparison_report(parent, done_dirs)
-            invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
-            copy_results(parent, dest, done_dirs, info)
+            for strategy in strategies:  # results copied after every run: a stopped session keeps them
+                run_compare(str(args.config), [strategy], [seed], parent, overrides, quiet=args.quiet)
+                done_dirs.append(run_dir_for(parent, strategy, seed))
+                build_comparison_report(parent, done_dirs)
+                invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+                copy_results(parent, dest, done_dirs, info)
         print_comparison(parent, Console(width=max(100, 24 + 16 * len(strategies))))
         print(f"Results copied to {dest}", flush=True)
     return 0
