@@ -1,0 +1,33 @@
+"""The SuperNI quality benchmark's plan (`--dry-run`: no training): its scale validates against the
+config schema for every strategy, the stream is cut to the scale's categories, and the projected
+time of every run stays within the 15 minutes the scale was chosen for."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "superni_quality.py"
+
+
+def dry_run(superni_dir, *args):
+    return subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--superni-root", str(superni_dir), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_default_plan_fits_the_time_per_run(superni_dir):
+    proc = dry_run(superni_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "== order curriculum: 8 categories" in out and "== order random: 8 categories" in out
+    assert "none, random, inscl, kpig, inscl-dynamic, inscl-insinfo, multitask" in out
+    assert out.count("Classification 16/3") == 1  # the curriculum order starts with Classification
+    projected = {s: int(m) for s, m in re.findall(r"(?:: |, )([a-z-]+) (\d+)(?=,|;)", out.split("projected")[1])}
+    assert set(projected) >= {"none", "random", "inscl", "kpig", "multitask"}
+    assert all(m <= 15 for m in projected.values()), projected
+
+
+def test_bad_override_fails_before_any_training(superni_dir):
+    proc = dry_run(superni_dir, "--orders", "curriculum", "train.batch_size=0")
+    assert proc.returncode == 2
+    assert "batch_size" in proc.stderr and "Traceback" not in proc.stderr
