@@ -1,0 +1,151 @@
+"""The evidence behind the reading of the SuperNI quality benchmark, from its stored result files
+(no training): per strategy the mean ± std over seeds of the headline metrics; paired differences
+against `none` and `random` on the same seeds (the seed fixes the data order and LoRA
+initialisation, so a paired difference removes what the seeds share); how much each stage learns
+(the diagonal R[j][j] against the base model's R[0][j]) and how much is lost after it; the replay
+budget against the new data of a stage; and the noise floor (the score step of one test instance).
+
+    python benchmarks/superni_analysis.py [RESULTS_DIR ...]   # default: every benchmarks/results/superni/*/
+
+Writes `<RESULTS_DIR>/analysis.json` and prints Markdown tables.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "benchmarks" / "results" / "superni"
+METRICS = ["ap", "bwt", "forgetting", "relative_gain", "rg_mean", "p_score", "p_score_change", "v_score"]
+
+
+def load_runs(results: Path) -> dict[str, dict[int, dict]]:
+    """strategy -> seed -> metrics of the finished runs in `results` (one folder per run)."""
+    runs: dict[str, dict[int, dict]] = {}
+    for path in sorted(results.glob("*-seed*/metrics.json")):
+        strategy, seed = path.parent.name.rsplit("-seed", 1)
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        if metrics.get("matrix") and all(v is not None for v in metrics["matrix"][-1]):
+            runs.setdefault(strategy, {})[int(seed)] = metrics
+    return runs
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def paired(runs: dict[str, dict[int, dict]], a: str, b: str, key: str) -> dict | None:
+    """Mean ± std over the seeds both have of metric(a) − metric(b), and the per-seed signs."""
+    seeds = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
+    diffs = [runs[a][s][key] - runs[b][s][key] for s in seeds
+             if runs[a][s].get(key) is not None and runs[b][s].get(key) is not None]
+    if not diffs:
+        return None
+    m, sd = mean_std(diffs)
+    return {"seeds": seeds, "mean": m, "std": sd, "per_seed": diffs, "wins": sum(d > 0 for d in diffs)}
+
+
+def learning(metrics: dict) -> dict:
+    """What the stages learn and lose: mean over tasks of R[j][j] − R[0][j] (gain when trained),
+    of R[j][j] − R[K][j] (loss by the end), and the share of tasks that end below the base model."""
+    base, matrix = metrics["base_row"], metrics["matrix"]
+    k = len(matrix)
+    gain = [matrix[j][j] - base[j] for j in range(k)]
+    lost = [matrix[j][j] - matrix[-1][j] for j in range(k - 1)]
+    below = [matrix[-1][j] < base[j] for j in range(k)]
+    return {"diagonal_gain": statistics.fmean(gain), "lost_by_end": statistics.fmean(lost) if lost else None,
+            "tasks_below_base_at_end": sum(below), "tasks": k}
+
+
+def stage_budget(results: Path) -> dict | None:
+    """Replayed instances against new ones, from a replaying run's manifest (last stage)."""
+    for path in sorted(results.glob("random-seed*/manifest.json")):
+        stages = [s for s in json.loads(path.read_text(encoding="utf-8"))["stages"] if s.get("train_examples")]
+        if stages:
+            last = stages[-1]
+            return {"last_stage_new": last["train_examples"] - last.get("replay_size", 0),
+                    "last_stage_replayed": last.get("replay_size", 0), "stages": len(stages)}
+    return None
+
+
+def fmt(x: float | None, signed: bool = False) -> str:
+    return "n/a" if x is None else (f"{x:+.2f}" if signed else f"{x:.2f}")
+
+
+def fmt_pm(m: float | None, sd: float | None, signed: bool = False) -> str:
+    return fmt(m, signed) + ("" if sd is None else f" ± {sd:.2f}")
+
+
+def analyse(results: Path) -> dict:
+    runs = load_runs(results)
+    out = {"results": str(results.relative_to(ROOT) if results.is_relative_to(ROOT) else results),
+           "strategies": {}, "paired": {}, "learning": {}, "budget": stage_budget(results)}
+    for strategy, by_seed in runs.items():
+        out["strategies"][strategy] = {"seeds": sorted(by_seed),
+                                       **{k: mean_std([m.get(k) for m in by_seed.values()]) for k in METRICS}}
+        out["learning"][strategy] = {k: mean_std([learning(m)[k] for m in by_seed.values()])
+                                     for k in ("diagonal_gain", "lost_by_end", "tasks_below_base_at_end")}
+    for a in runs:
+        for b in ("none", "random"):  # each strategy against the baselines below it: X − none, X − random
+            if a not in ("none", b) and b in runs:
+                out["paired"][f"{a} − {b}"] = {k: paired(runs, a, b, k) for k in ("ap", "relative_gain", "p_score", "v_score")}
+    config = next(iter(sorted(results.glob("*-seed*/config.yaml"))), None)
+    if config is not None and runs:
+        import yaml
+
+        tests = (yaml.safe_load(config.read_text(encoding="utf-8"))["eval"] or {}).get("max_test_per_task")
+        k = len(next(iter(next(iter(runs.values())).values()))["tasks"])
+        if tests:  # one answer flipping moves its category by up to 100/tests, the final AP by that / K
+            out["noise_floor"] = {"test_instances_per_task": tests, "category_step": 100.0 / tests,
+                                  "final_ap_step": 100.0 / tests / k}
+    return out
+
+
+def print_markdown(a: dict) -> None:
+    print(f"### {a['results']}\n")
+    print("| strategy | seeds | final AP | BWT | forgetting | final RG | RG mean | P-score | P change | V-score |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for s, v in a["strategies"].items():
+        signed = {"bwt", "p_score_change"}
+        print(f"| {s} | {','.join(map(str, v['seeds']))} | "
+              + " | ".join(fmt_pm(*v[k], signed=k in signed) for k in METRICS) + " |")
+    print("\n| paired difference (same seeds) | final AP | final RG | P-score | V-score |")
+    print("|---|---|---|---|---|")
+    for name, v in a["paired"].items():
+        cells = []
+        for k in ("ap", "relative_gain", "p_score", "v_score"):
+            d = v[k]
+            cells.append("n/a" if d is None else f"{fmt_pm(d['mean'], d['std'], True)} ({d['wins']}/{len(d['per_seed'])} seeds > 0)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n| strategy | gain when trained, R[j][j] − R[0][j] | lost by the end, R[j][j] − R[K][j] | tasks below base at the end |")
+    print("|---|---|---|---|")
+    for s, v in a["learning"].items():
+        print(f"| {s} | {fmt_pm(*v['diagonal_gain'], True)} | {fmt_pm(*v['lost_by_end'], True)} | "
+              f"{fmt_pm(*v['tasks_below_base_at_end'])} |")
+    if a.get("noise_floor"):
+        n = a["noise_floor"]
+        print(f"\nNoise floor: {n['test_instances_per_task']} test instances per category, so one answer moves "
+              f"its category by up to {n['category_step']:.1f} points and the final AP by up to {n['final_ap_step']:.1f}.")
+    if a["budget"]:
+        b = a["budget"]
+        print(f"\nReplay budget at the last of {b['stages']} stages: {b['last_stage_replayed']} replayed instances "
+              f"beside {b['last_stage_new']} new ones.")
+    print()
+
+
+def main(argv: list[str]) -> int:
+    dirs = [Path(p) for p in argv] or sorted(p for p in DEFAULT.iterdir() if p.is_dir())
+    for d in dirs:
+        a = analyse(d.resolve())
+        (d / "analysis.json").write_text(json.dumps(a, indent=2) + "\n", encoding="utf-8")
+        print_markdown(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
