@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from citune.data.types import Instance
-from citune.evaluation.generate import (GenRequest, generate, greedy_batch, hf_generate_batch, length_batches,
+from citune.evaluation.generate import (GenRequest, generate, greedy_batch, hf_generate_batch,
                                         make_jobs, pool_jobs, share_jobs, shared_prefix_lens)
 
 
@@ -89,9 +89,9 @@ def test_generate_keeps_the_instances_order_and_batch_size_does_not_matter(gen_b
     assert len(a) == 9 and a == b
 
 
-def test_length_batches_sort_by_decreasing_length():
-    prompts = [[0] * n for n in (3, 9, 1, 9, 5)]
-    assert length_batches(prompts, 2) == [[1, 3], [4, 0], [2]]
+def test_pool_jobs_without_groups_sorts_by_decreasing_length():
+    jobs = make_jobs("t", [[0] * n for n in (3, 9, 1, 9, 5)], 4, 2)
+    assert [j.index for j in jobs] == [[1, 3], [4, 0], [2]] and all(j.prefix_lens is None for j in jobs)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 5])

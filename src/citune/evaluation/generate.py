@@ -18,7 +18,7 @@ then the same whatever the number of processes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Hashable, Sequence
+from typing import Callable, Hashable, NamedTuple, Sequence
 
 import torch
 
@@ -49,19 +49,6 @@ class GenJob:
         return len(self.prompts) * (max(len(p) for p in self.prompts) + max(self.max_new_tokens))
 
 
-def length_batches(prompts: Sequence[Sequence[int]], batch_size: int,
-                   groups: Sequence[Hashable] | None = None) -> list[list[int]]:
-    """Indices sorted by group (in order of first appearance), then by decreasing prompt length
-    (ties by index), cut into batches."""
-    rank: dict[Hashable, int] = {}
-    if groups is not None:
-        for g in groups:
-            rank.setdefault(g, len(rank))
-    order = sorted(range(len(prompts)),
-                   key=lambda i: (rank[groups[i]] if groups is not None else 0, -len(prompts[i]), i))
-    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-
-
 def shared_prefix_lens(prompts: Sequence[Sequence[int]], groups: Sequence[Hashable]) -> list[int]:
     """For each prompt, the length of the prefix common to every prompt of its group, keeping at
     least one token of its own (a group of one: all but its last token)."""
@@ -90,28 +77,35 @@ class GenRequest:
     groups: Sequence[Hashable] | None = None
 
 
+class _Row(NamedTuple):
+    key: Hashable
+    index: int
+    prompt: list[int]
+    bound: int
+    group: Hashable
+    prefix: int | None
+
+
 def pool_jobs(requests: Sequence[GenRequest], batch_size: int) -> list[GenJob]:
     """The batches of all the requests' prompts together: grouped by (task, instruction group) when
-    groups are given, longest group first, and by decreasing length within a group, so that prompts
-    sharing a prefix sit in one batch and a batch's prompts have similar lengths."""
-    rows = []  # (key, index, prompt, bound, group, prefix length)
+    groups are given, longest group first (ties: first seen), by decreasing length within a group,
+    so that prompts sharing a prefix sit in one batch and a batch's prompts have similar lengths."""
+    rows: list[_Row] = []
     for r in requests:
-        groups = r.groups if r.groups is not None else [None] * len(r.prompts)
+        groups = list(r.groups) if r.groups is not None else list(range(len(r.prompts)))
         prefix = shared_prefix_lens(r.prompts, groups) if r.groups is not None else [None] * len(r.prompts)
-        rows += [(r.key, i, p, r.max_new_tokens, (r.key, g), n)
+        rows += [_Row(r.key, i, p, r.max_new_tokens, (r.key, g), n)
                  for i, (p, g, n) in enumerate(zip(r.prompts, groups, prefix))]
     longest: dict[Hashable, int] = {}
-    for row in rows:
-        longest[row[4]] = max(longest.get(row[4], 0), len(row[2]))
-    first = {g: k for k, g in reversed(list(enumerate(row[4] for row in rows)))}
-    order = sorted(range(len(rows)), key=lambda k: (-longest[rows[k][4]], first[rows[k][4]], -len(rows[k][2]), k))
+    first: dict[Hashable, int] = {}
+    for k, row in enumerate(rows):
+        longest[row.group] = max(longest.get(row.group, 0), len(row.prompt))
+        first.setdefault(row.group, k)
+    rows.sort(key=lambda row: (-longest[row.group], first[row.group], -len(row.prompt)))  # stable: ties keep order
     share = all(r.groups is not None for r in requests)
-    jobs = []
-    for s in range(0, len(order), batch_size):
-        batch = [rows[k] for k in order[s:s + batch_size]]
-        jobs.append(GenJob([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch],
-                           [b[3] for b in batch], [b[5] for b in batch] if share else None))
-    return jobs
+    return [GenJob([x.key for x in b], [x.index for x in b], [x.prompt for x in b], [x.bound for x in b],
+                   [x.prefix for x in b] if share else None)
+            for b in (rows[s:s + batch_size] for s in range(0, len(rows), batch_size))]
 
 
 def make_jobs(key: Hashable, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
