@@ -155,6 +155,20 @@ def order_categories(root: Path, order: str) -> list[str]:
     return list(spec["orders"][order])
 
 
+def git_commit() -> str | None:
+    """The checkout's commit (with '+changes' when the tree differs), so results name their code."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def yaml_list(items: list[str]) -> str:
     return "[" + ",".join(items) + "]"
 
@@ -256,7 +270,7 @@ def benchmark(argv: list[str] | None = None) -> int:
             continue
         from citune.engine.trainer import available_cores
 
-        invocation = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+        invocation = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": git_commit(),
                       "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(threads=available_cores())}
         previous = dest / "benchmark.json"
         if previous.is_file():  # a benchmark spanning sessions keeps every invocation's command and machine

@@ -44,6 +44,21 @@ def test_closed_label_task():
     assert check(ins, "", outputs) is False
 
 
+def test_a_few_agreeing_outputs_are_not_a_label_set():
+    """A category merging source tasks, one of which has only two training instances that happen
+    to share a label: its label set is the category's, so the other label is not a violation."""
+    few = "Is the review positive or negative?"
+    many = "Label the tweet's sentiment."
+    train = [Instance(few, f"r{i}", ("negative",), "c", "amazon") for i in range(2)]
+    train += [Instance(many, f"t{i}", (lab,), "c", "tweets") for i, lab in enumerate(["positive", "negative"] * 5)]
+    checker = build_checker(Task("c", train, []))
+    assert checker(Instance(few, "x", ("positive",)), "positive") is True
+    assert checker(Instance(few, "x", ("positive",)), "great") is False
+    own = Task("d", [Instance(many, f"t{i}", ("yes",), "d", "s") for i in range(8)]
+               + [Instance(few, f"r{i}", (lab,), "d", "s2") for i, lab in enumerate(["a", "b"] * 4)], [])
+    assert build_checker(own)(Instance(many, "x", ("yes",)), "a") is False  # 8 outputs: its own set
+
+
 @pytest.mark.parametrize("instruction, good, bad", [
     ('Decide if the claim holds. Answer "yes" or "no".', "Yes", "maybe"),
     ("Return the number of vowels in the word.", "12", "twelve"),

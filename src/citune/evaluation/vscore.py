@@ -23,6 +23,7 @@ Checker = Callable[[Instance, str], "bool | None"]
 
 MAX_LABELS = 20
 LABEL_COVERAGE = 0.95
+MIN_OWN_LABEL_OUTPUTS = 8  # outputs an instruction needs before its own label set is trusted
 REFERENCE_PASS = 0.9  # share of a task's reference outputs a parsed constraint must accept
 
 _NUMBER_WORDS = {w: i for i, w in enumerate(
@@ -77,7 +78,10 @@ def closed_labels(outputs: Sequence[str], max_labels: int = MAX_LABELS,
 def label_sets(task: Task) -> dict[str, list[str] | None]:
     """Closed label set per instruction of `task` (its own outputs, else the whole task's), None if open.
 
-    A stream task can merge several source tasks, so labels are found per instruction first.
+    A stream task can merge several source tasks, so labels are found per instruction first, from
+    at least `MIN_OWN_LABEL_OUTPUTS` of its outputs: with fewer (a SuperNI task capped to 2-4 training
+    instances) the outputs seen are a sample of the labels, not the set (two 'negative' answers
+    would make 'positive' wrong), and the whole task's set is used.
     The training split is used; a task without one (e.g. a held-out task) uses its test split.
     """
     data = task.train or task.test
@@ -85,7 +89,8 @@ def label_sets(task: Task) -> dict[str, list[str] | None]:
     for x in data:
         by_ins.setdefault(x.instruction, []).append(x.output)
     whole = closed_labels([x.output for x in data])
-    return {ins: closed_labels(outs) or whole for ins, outs in by_ins.items()}
+    return {ins: (closed_labels(outs) if len(outs) >= MIN_OWN_LABEL_OUTPUTS else None) or whole
+            for ins, outs in by_ins.items()}
 
 
 # ---------------------------------------------------------------- constraints
