@@ -3,7 +3,8 @@
 against `none` and `random` on the same seeds (the seed fixes the data order and LoRA
 initialisation, so a paired difference removes what the seeds share); how much each stage learns
 (the diagonal R[j][j] against the base model's R[0][j]) and how much is lost after it; the replay
-budget against the new data of a stage; and the noise floor (the score step of one test instance).
+budget against the new data of a stage; the noise floor (the score step of one test instance); and
+the final V-score recomputed from the stored predictions with the current checkers.
 
     python benchmarks/superni_analysis.py [RESULTS_DIR ...]   # default: every benchmarks/results/superni/*/
 
@@ -12,13 +13,17 @@ Writes `<RESULTS_DIR>/analysis.json` and prints Markdown tables.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "benchmarks" / "results" / "superni"
-METRICS = ["ap", "bwt", "forgetting", "relative_gain", "rg_mean", "p_score", "p_score_change", "v_score"]
+SUPERNI = ROOT.parent / "shared" / "data" / "superni"
+PAIRED = ("ap", "relative_gain", "p_score", "v_score_rescored")
+METRICS = ["ap", "bwt", "forgetting", "relative_gain", "rg_mean", "p_score", "p_score_change", "v_score",
+           "v_score_rescored"]
 
 
 def load_runs(results: Path) -> dict[str, dict[int, dict]]:
@@ -62,6 +67,28 @@ def learning(metrics: dict) -> dict:
             "tasks_below_base_at_end": sum(below), "tasks": k}
 
 
+def rescored_v(run: Path, superni_root: Path | None) -> float | None:
+    """The final V-score of a stored run recomputed from its last stage's predictions with the
+    current checkers (the V-score in metrics.json is the checker's of the day the run was made)."""
+    evals = sorted(run.glob("stages/*/eval.json"))
+    if not evals or superni_root is None:
+        return None
+    from citune.config import load_config
+    from citune.data import build_stream
+    from citune.evaluation.evaluate import build_checkers
+
+    cfg = load_config(run / "config.yaml", [f"data.superni.root={superni_root}"])
+    stream = build_stream(cfg)
+    checkers = build_checkers(stream)
+    last = json.loads(evals[-1].read_text(encoding="utf-8"))
+    instances = {x.uid: x for t in stream.tasks + stream.heldout for x in t.test}
+    seen = [t.name for t in stream.tasks[: last["stage"]]] + [t.name for t in stream.heldout]
+    checks = [checkers[name](instances[row["uid"]], row["prediction"])
+              for name in seen for row in last["predictions"].get(name, [])]
+    checks = [c for c in checks if c is not None]
+    return 100.0 * sum(checks) / len(checks) if checks else None
+
+
 def stage_budget(results: Path) -> dict | None:
     """Replayed instances against new ones, from a replaying run's manifest (last stage)."""
     for path in sorted(results.glob("random-seed*/manifest.json")):
@@ -81,8 +108,11 @@ def fmt_pm(m: float | None, sd: float | None, signed: bool = False) -> str:
     return fmt(m, signed) + ("" if sd is None else f" ± {sd:.2f}")
 
 
-def analyse(results: Path) -> dict:
+def analyse(results: Path, superni_root: Path | None = None) -> dict:
     runs = load_runs(results)
+    for strategy, by_seed in runs.items():
+        for seed, metrics in by_seed.items():
+            metrics["v_score_rescored"] = rescored_v(results / f"{strategy}-seed{seed}", superni_root)
     out = {"results": str(results.relative_to(ROOT) if results.is_relative_to(ROOT) else results),
            "strategies": {}, "paired": {}, "learning": {}, "budget": stage_budget(results)}
     for strategy, by_seed in runs.items():
@@ -93,7 +123,7 @@ def analyse(results: Path) -> dict:
     for a in runs:
         for b in ("none", "random"):  # each strategy against the baselines below it: X − none, X − random
             if a not in ("none", b) and b in runs:
-                out["paired"][f"{a} − {b}"] = {k: paired(runs, a, b, k) for k in ("ap", "relative_gain", "p_score", "v_score")}
+                out["paired"][f"{a} − {b}"] = {k: paired(runs, a, b, k) for k in PAIRED}
     config = next(iter(sorted(results.glob("*-seed*/config.yaml"))), None)
     if config is not None and runs:
         import yaml
@@ -108,17 +138,18 @@ def analyse(results: Path) -> dict:
 
 def print_markdown(a: dict) -> None:
     print(f"### {a['results']}\n")
-    print("| strategy | seeds | final AP | BWT | forgetting | final RG | RG mean | P-score | P change | V-score |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| strategy | seeds | final AP | BWT | forgetting | final RG | RG mean | P-score | P change | V-score "
+          "(stored) | V-score (rescored) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s, v in a["strategies"].items():
         signed = {"bwt", "p_score_change"}
         print(f"| {s} | {','.join(map(str, v['seeds']))} | "
               + " | ".join(fmt_pm(*v[k], signed=k in signed) for k in METRICS) + " |")
-    print("\n| paired difference (same seeds) | final AP | final RG | P-score | V-score |")
+    print("\n| paired difference (same seeds) | final AP | final RG | P-score | V-score (rescored) |")
     print("|---|---|---|---|---|")
     for name, v in a["paired"].items():
         cells = []
-        for k in ("ap", "relative_gain", "p_score", "v_score"):
+        for k in PAIRED:
             d = v[k]
             cells.append("n/a" if d is None else f"{fmt_pm(d['mean'], d['std'], True)} ({d['wins']}/{len(d['per_seed'])} seeds > 0)")
         print(f"| {name} | " + " | ".join(cells) + " |")
@@ -139,9 +170,11 @@ def print_markdown(a: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    superni = SUPERNI if (SUPERNI / "tasks").is_dir() else None  # for rescoring; skipped without the data
     dirs = [Path(p) for p in argv] or sorted(p for p in DEFAULT.iterdir() if p.is_dir())
     for d in dirs:
-        a = analyse(d.resolve())
+        a = analyse(d.resolve(), superni)
         (d / "analysis.json").write_text(json.dumps(a, indent=2) + "\n", encoding="utf-8")
         print_markdown(a)
     return 0

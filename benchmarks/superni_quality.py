@@ -12,7 +12,8 @@ inscl, kpig, inscl-dynamic, inscl-insinfo and multitask, and of order `random` w
 inscl, kpig; seeds 1, 2, 3 each. `--strategies` replaces the list of every order. Each order is one
 `citune compare` parent directory under `--out` (default benchmarks/runs/superni/<order>[-<N>cat],
 big, not committed); after every run the small result files (each run's metrics.json,
-manifest.json, config.yaml and report.md with its plots; comparison.json/.md; report.md; plots/*.png;
+manifest.json, config.yaml, report.md with its plots, and each stage's eval.json; comparison.json/.md;
+report.md; plots/*.png;
 benchmark.json with the command, machine, date and scale) are copied to
 benchmarks/results/superni/<order>[-<N>cat]/. Running the same command again skips finished runs and
 resumes a partial one from its first stage not done, so the benchmark can span several sessions.
@@ -190,6 +191,9 @@ def copy_results(parent: Path, dest: Path, run_dirs: list[Path], info: dict) -> 
                 shutil.copy2(run / name, dest / run.name / name)
         if (run / "plots").is_dir():  # the run report's figures (about 0.2 MB a run)
             shutil.copytree(run / "plots", dest / run.name / "plots", dirs_exist_ok=True)
+        for ev in sorted(run.glob("stages/*/eval.json")):  # predictions, so scores can be recomputed (~80 kB)
+            (dest / run.name / "stages" / ev.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ev, dest / run.name / "stages" / ev.parent.name / "eval.json")
     (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
