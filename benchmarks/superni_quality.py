@@ -11,12 +11,13 @@ What runs (defaults): the first 8 categories (CATEGORIES) of order `curriculum` 
 inscl, kpig, inscl-dynamic, inscl-insinfo and multitask, and of order `random` with none, random,
 inscl, kpig; seeds 1, 2, 3 each. `--strategies` replaces the list of every order. Each order is one
 `citune compare` parent directory under `--out` (default benchmarks/runs/superni/<order>[-<N>cat],
-big, not committed); after every run the small result files (each run's metrics.json,
-manifest.json, config.yaml, report.md with its plots, and each stage's eval.json; comparison.json/.md;
-report.md; plots/*.png;
-benchmark.json with the command, machine, date and scale) are copied to
-benchmarks/results/superni/<order>[-<N>cat]/. Running the same command again skips finished runs and
-resumes a partial one from its first stage not done, so the benchmark can span several sessions.
+big, not committed); after every run its small files (metrics.json, manifest.json, config.yaml,
+report.md with its plots, inscl_distances.json, and each stage's eval.json and replay.jsonl) are
+copied to benchmarks/results/superni/<order>[-<N>cat]/, and the comparison (comparison.json/.md,
+report.md, plots/*.png) is rebuilt there over every run stored so far, with benchmark.json (the
+command, machine, date and scale of each invocation). Running the same command again skips runs
+stored there with the same config (even when their big run directories are gone, on a new machine)
+and resumes a partial one from its first stage not done, so the benchmark can span several sessions.
 
 The scale (SCALE below, recorded in benchmark.json and printed): see the comment there for how it was
 calibrated. Results go into docs/BENCHMARKS.md with the command, machine and date.
@@ -174,27 +175,46 @@ def yaml_list(items: list[str]) -> str:
     return "[" + ",".join(items) + "]"
 
 
-def copy_results(parent: Path, dest: Path, run_dirs: list[Path], info: dict) -> None:
-    """The small files of a compare parent into `dest` (replacing what an earlier copy left)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("comparison.json", "comparison.md", "report.md"):
-        if (parent / name).is_file():
-            shutil.copy2(parent / name, dest / name)
-    if (parent / "plots").is_dir():
-        shutil.copytree(parent / "plots", dest / "plots", dirs_exist_ok=True)
-    for run in run_dirs:
-        if not (run / "manifest.json").is_file():
-            continue
-        (dest / run.name).mkdir(exist_ok=True)
-        for name in ("metrics.json", "manifest.json", "config.yaml", "report.md"):
-            if (run / name).is_file():
-                shutil.copy2(run / name, dest / run.name / name)
-        if (run / "plots").is_dir():  # the run report's figures (about 0.2 MB a run)
-            shutil.copytree(run / "plots", dest / run.name / "plots", dirs_exist_ok=True)
-        for ev in sorted(run.glob("stages/*/eval.json")):  # predictions, so scores can be recomputed (~80 kB)
-            (dest / run.name / "stages" / ev.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ev, dest / run.name / "stages" / ev.parent.name / "eval.json")
-    (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+def copy_run(run: Path, dest: Path) -> None:
+    """A finished run's small files into dest/<run name>/ (replacing what an earlier copy left)."""
+    if not (run / "manifest.json").is_file():
+        return
+    out = dest / run.name
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.json", "manifest.json", "config.yaml", "report.md", "inscl_distances.json"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, out / name)
+    if (run / "plots").is_dir():  # the run report's figures (about 0.2 MB a run)
+        shutil.copytree(run / "plots", out / "plots", dirs_exist_ok=True)
+    for stage in sorted((run / "stages").glob("*")):
+        # predictions (so scores can be recomputed, ~80 kB) and the replay composition
+        for name in ("eval.json", "replay.jsonl"):
+            if (stage / name).is_file():
+                (out / "stages" / stage.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(stage / name, out / "stages" / stage.name / name)
+
+
+def stored_finished(dest: Path, config: Path, overrides: list[str], strategy: str, seed: int) -> bool:
+    """The run is stored under dest, finished, with this config: an earlier session made it."""
+    from citune.compare import is_finished, run_dir_for
+    from citune.config import load_config
+
+    stored = run_dir_for(dest, strategy, seed)
+    cfg = load_config(config, [*overrides, f"replay.strategy={strategy}", f"seed={seed}"])
+    return (stored / "manifest.json").is_file() and is_finished(stored, cfg.to_dict())
+
+
+def stored_runs(dest: Path, strategies: list[str]) -> list[Path]:
+    """Every run stored under dest, by the order's strategy list and then seed: the comparison covers
+    the runs of earlier sessions too, whose big run directories may be gone."""
+    from citune.report.rundata import _from_dir_name
+
+    def key(d: Path):
+        strategy, seed = _from_dir_name(d.name)
+        rank = strategies.index(strategy) if strategy in strategies else len(strategies)
+        return rank, strategy or "", seed or 0
+
+    return sorted((d for d in dest.iterdir() if (d / "manifest.json").is_file()), key=key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,15 +301,19 @@ def benchmark(argv: list[str] | None = None) -> int:
             info["invocations"] = json.loads(previous.read_text(encoding="utf-8")).get("invocations", [])
         info.setdefault("invocations", []).append(invocation)
         started = time.perf_counter()
-        done_dirs: list[Path] = []
+        order_strategies = list(dict.fromkeys(STRATEGIES.get(order, []) + strategies))
         for seed in seeds:  # seed-major: every strategy has a first result early
-            for strategy in strategies:  # results copied after every run: a stopped session keeps them
-                run_compare(str(args.config), [strategy], [seed], parent, overrides, quiet=args.quiet)
-                done_dirs.append(run_dir_for(parent, strategy, seed))
-                build_comparison_report(parent, done_dirs)
+            for strategy in strategies:  # results stored after every run: a stopped session keeps them
+                if stored_finished(dest, args.config, overrides, strategy, seed):
+                    print(f"{strategy} seed {seed}: stored already in {dest}, skipped", flush=True)
+                    continue
+                run_compare(str(args.config), [strategy], [seed], parent, overrides, quiet=args.quiet,
+                            report=False)
+                copy_run(run_dir_for(parent, strategy, seed), dest)
+                build_comparison_report(dest, stored_runs(dest, order_strategies))
                 invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
-                copy_results(parent, dest, done_dirs, info)
-        print_comparison(parent, Console(width=max(100, 24 + 16 * len(strategies))))
+                (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        print_comparison(dest, Console(width=max(100, 24 + 16 * len(strategies))))
         print(f"Results copied to {dest}", flush=True)
     return 0
 

@@ -51,9 +51,9 @@ def is_finished(run_dir: Path, cfg_dict: dict) -> bool:
 
 
 def run_compare(config_path: str | None, strategies: list[str], seeds: list[int], parent: Path,
-                overrides: list[str], quiet: bool = False) -> Path:
-    """Run (or resume, or skip) every strategy x seed, then write comparison.json, comparison.md and
-    the comparison report into `parent`; return `parent`."""
+                overrides: list[str], quiet: bool = False, report: bool = True) -> Path:
+    """Run (or resume, or skip) every strategy x seed, then (unless `report` is false) write
+    comparison.json, comparison.md and the comparison report into `parent`; return `parent`."""
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
     run_dirs = []
@@ -83,7 +83,8 @@ def run_compare(config_path: str | None, strategies: list[str], seeds: list[int]
             from citune.runs.runner import run_stream  # torch loads only when a run is needed
 
             run_stream(cfg, run_dir, resume=resume)
-    build_comparison_report(parent, run_dirs)
+    if report:
+        build_comparison_report(parent, run_dirs)
     return parent
 
 
