@@ -97,3 +97,25 @@ def test_batching_does_not_change_the_values(models):
     many = information_gain(models["reads"], data, "nll", batch_size=8)
     assert np.allclose(one, many, atol=1e-4)
     assert information_gain(models["reads"], [], "nll") == []
+
+
+def _nll(bundle, instruction_text: str, x: str, y: str) -> float:
+    """Mean response NLL from one plain forward of one unpadded sequence."""
+    ids, labels = bundle.encoder.example(instruction_text, x, y, 256)
+    with torch.no_grad():
+        logits = bundle.model(input_ids=torch.tensor([ids])).logits[0, :-1]
+    target = torch.tensor(labels[1:])
+    keep = target != -100
+    return float(torch.nn.functional.cross_entropy(logits[keep], target[keep]))
+
+
+def test_shared_prefix_scoring_equals_separate_forwards(models):
+    """The full and masked prompts share a prefix that is computed once: the IG must still be that of
+    two independent forward passes."""
+    bundle = models["reads"]
+    data = items(lambda w: w)
+    bundle.model.eval()
+    expected = [_nll(bundle, m, x, y) - _nll(bundle, ins, x, y) for ins, m, x, y in data]
+    got = information_gain(bundle, data, "nll", batch_size=4)
+    assert np.allclose(got, expected, atol=1e-4)
+    assert max(abs(v) for v in expected) > 0.1  # a real signal, not zeros on both sides

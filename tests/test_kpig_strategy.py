@@ -83,6 +83,36 @@ def test_ig_learned_then_selection(stream, tiny_bundle, tmp_path):
     assert [r.instance.uid for r in again] == [r.instance.uid for r in records]  # deterministic
 
 
+def test_probe_of_the_task_just_learned_is_not_scored_twice(stream, tiny_bundle, tmp_path):
+    """after_stage(t-1) and select(t) use the same model: the probe scores are reused, with the same result."""
+    cfg = config()
+    strategy = get_strategy("kpig", cfg)
+    state: dict = {}
+    for stage in (0, 1):
+        strategy.after_stage(context(cfg, stream, stage, tiny_bundle, state, tmp_path))
+    scored: list[str] = []
+    real = strategy.scores
+
+    def counting(ctx, task, instances):
+        scored.extend(x.uid for x in instances)
+        return real(ctx, task, instances)
+
+    strategy.scores = counting
+    reused = strategy.select(context(cfg, stream, 2, tiny_bundle, state, tmp_path))
+    colours = stream.tasks[1]
+    probe = {colours.train[i].uid for i in strategy.order(context(cfg, stream, 2, tiny_bundle, state, tmp_path),
+                                                          colours)[:4]}
+    assert not probe & set(scored)  # colours was learned last: its probe came from after_stage
+    assert any(uid.startswith("sentiment") for uid in scored)  # the older task is scored anew
+    fresh_state = {"kpig": {"ig_learned": state["kpig"]["ig_learned"]}}
+    fresh = get_strategy("kpig", cfg).select(context(cfg, stream, 2, tiny_bundle, fresh_state, tmp_path))
+    assert [(r.instance.uid, r.info["ig"]) for r in reused] == [(r.instance.uid, r.info["ig"]) for r in fresh]
+    # the last task of the stream is never replayed: nothing is scored for it
+    last: dict = {}
+    strategy.after_stage(context(cfg, stream, 2, tiny_bundle, last, tmp_path))
+    assert last == {}
+
+
 def test_quota_caps_and_exact_budget(stream, tiny_bundle, tmp_path):
     cfg = config()
     state = {"kpig": {"ig_learned": {"sentiment": 100.0, "colours": -100.0}}}

@@ -131,11 +131,14 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[to
     return ids, mask
 
 
-def _forward(model, **kwargs):
+def _forward(model, logits_to_keep=1, **kwargs):
     try:
-        return model(**kwargs, logits_to_keep=1)
-    except TypeError:  # a model without logits_to_keep
-        return model(**kwargs)
+        return model(**kwargs, logits_to_keep=logits_to_keep)
+    except TypeError:  # a model without logits_to_keep: slice afterwards
+        out = model(**kwargs)
+        keep = int(logits_to_keep.numel()) if torch.is_tensor(logits_to_keep) else logits_to_keep
+        out.logits = out.logits[:, -keep:]
+        return out
 
 
 def _new_cache(model):
@@ -156,10 +159,11 @@ def _prefill(model, prompts, pad_id: int, device):
     return out, (out.past_key_values if out.past_key_values is not None else cache), mask, pos[:, -1]
 
 
-def _prefill_shared(model, prompts, prefix_lens, pad_id: int, device):
-    """The same result, computing each distinct prefix once: prefixes (one row each, left-padded),
-    their cache rows copied to the prompts that share them, then the rest of every prompt
-    (left-padded after its prefix; the padding between the two is masked out)."""
+def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int = 1):
+    """What `_prefill` gives (with logits for the last `keep` positions), computing each distinct
+    prefix once: prefixes (one row each, left-padded), their cache rows copied to the prompts that
+    share them, then the rest of every prompt (left-padded after its prefix; the padding between the
+    two is masked out). A prompt's last `keep` tokens must lie after its prefix."""
     heads: dict[tuple, int] = {}
     row_head = [heads.setdefault(tuple(p[:n]), len(heads)) for p, n in zip(prompts, prefix_lens)]
     h_ids, h_mask = _left_pad(list(heads), pad_id, device)
@@ -172,7 +176,10 @@ def _prefill_shared(model, prompts, prefix_lens, pad_id: int, device):
     s_ids, s_mask = _left_pad([p[n:] for p, n in zip(prompts, prefix_lens)], pad_id, device)
     mask = torch.cat([h_mask[sel], s_mask], dim=1)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, h_ids.shape[1]:]
-    out = _forward(model, input_ids=s_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+    width = s_ids.shape[1]  # positions as a tensor: see engine.loss.tail_logits
+    tail = 1 if keep == 1 else torch.arange(width - keep, width, device=device)
+    out = _forward(model, logits_to_keep=tail, input_ids=s_ids, attention_mask=mask, position_ids=pos,
+                   past_key_values=cache, use_cache=True)
     return out, (out.past_key_values if out.past_key_values is not None else cache), mask, pos[:, -1]
 
 
@@ -191,7 +198,7 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
     shared = prefix_lens is not None and len(prompts) > 1 and all(n >= 1 for n in prefix_lens)
     if shared and len({tuple(p[:n]) for p, n in zip(prompts, prefix_lens)}) < len(prompts):
-        out, cache, mask, last = _prefill_shared(model, prompts, prefix_lens, pad_id, device)
+        out, cache, mask, last = prefill_shared(model, prompts, prefix_lens, pad_id, device)
     else:  # nothing shared in this batch: one plain prefill
         out, cache, mask, last = _prefill(model, prompts, pad_id, device)
     results: list[list[int]] = [[] for _ in prompts]

@@ -4,8 +4,9 @@
 
 `entropy`: mean over response positions of H(p(·| x, Ĩ)) − H(p(·| x, I)), the entropy the key parts
 remove; `kl`: mean over response positions of KL(p(·| x, I) ‖ p(·| x, Ĩ)). The full and masked
-prompts of a batch go through the model in one forward pass; vocabulary logits are computed only
-over the response tail. The helpers here are shared with the IG training objective.
+prompts of a batch go through the model together, their shared prefixes computed once; vocabulary
+logits are computed only over the response tail. The helpers here are shared with the IG training
+objective.
 """
 from __future__ import annotations
 
@@ -99,13 +100,42 @@ def _left_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[t
     return ids, mask, labels
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _tails(rows: list[tuple[list[int], list[int]]], k: int) -> torch.Tensor:
+    """The last k labels of every row, left-padded with -100."""
+    return torch.tensor([[-100] * (k - len(lab[-k:])) + lab[-k:] for _, lab in rows])
+
+
 def _batch_gain(model, encoder, pad_id: int, items: Sequence[ScoreItem], kind: IGKind, max_len: int,
                 device) -> list[float]:
-    full = _left_batch(_encode(encoder, items, False, max_len), pad_id)
-    masked = _left_batch(_encode(encoder, items, True, max_len), pad_id)
-    ids, mask, labels = (t.to(device) for t in stack_left([full, masked], pad_id))
-    logits, targets, valid = response_logits(model, ids, mask, labels)
-    n = len(items)
+    """IG of a batch of items: the full and masked prompts go through the model together. A full prompt
+    and its masked twin start with the same tokens (chat-template head, the instruction up to its first
+    key part), and so do the prompts of items with one instruction: each distinct prefix is computed
+    once, as in evaluation (`prefill_shared`), and only the rest of every prompt runs per row."""
+    from citune.evaluation.generate import prefill_shared  # lazy: evaluation imports replay
+
+    full, masked = _encode(encoder, items, False, max_len), _encode(encoder, items, True, max_len)
+    rows, n = full + masked, len(items)
+    resp = [sum(t != -100 for t in lab) for _, lab in rows]
+    k = max(resp)
+    twins = [_common_prefix(f[0], m[0]) for f, m in zip(full, masked)] * 2
+    prefix = [min(p, len(ids) - r - 1) for p, (ids, _), r in zip(twins, rows, resp)]  # responses stay after it
+    if min(prefix) >= 1:
+        out = prefill_shared(model, [ids for ids, _ in rows], prefix, pad_id, device, keep=k + 1)[0]
+        logits, targets = out.logits[:, :-1], _tails(rows, k).to(device)
+        valid = targets != -100
+    else:  # nothing shared (a prompt that is all response): one plain forward
+        ids, mask, labels = (t.to(device) for t in stack_left([_left_batch(full, pad_id), _left_batch(masked, pad_id)],
+                                                              pad_id))
+        logits, targets, valid = response_logits(model, ids, mask, labels)
     if not torch.equal(valid[:n], valid[n:]):
         raise RuntimeError("full and masked prompts ended with different responses")
     return gain(logits[:n], logits[n:], targets[:n], valid[:n], kind).tolist()

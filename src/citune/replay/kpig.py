@@ -103,6 +103,7 @@ class KPIGReplay(ReplayStrategy):
             raise RuntimeError("kpig selects with the trained model; StageContext.model is None")
         learned_all = ctx.state.get("kpig", {}).get("ig_learned", {})
         caches = [dict() for _ in ctx.previous]
+        caches[-1].update(self._just_learned(ctx))
         ig_now = [self.task_ig(ctx, t, c) for t, c in zip(ctx.previous, caches)]
         ig_learned = [learned_all.get(t.name) for t in ctx.previous]
         quotas = allocate(ctx.budget, self.weights(ig_now, ig_learned), [len(t.train) for t in ctx.previous])
@@ -134,10 +135,21 @@ class KPIGReplay(ReplayStrategy):
 
     def after_stage(self, ctx: StageContext) -> None:
         """Store IG^learned of the task just trained, measured with the freshly trained model."""
-        if ctx.model is None:
+        if ctx.model is None or ctx.stage == len(ctx.stream.tasks) - 1:  # no stage after the last to use it
             return
         state = ctx.state.setdefault("kpig", {})
-        state.setdefault("ig_learned", {})[ctx.current.name] = self.task_ig(ctx, ctx.current, {})
+        cache: dict[int, float | None] = {}
+        state.setdefault("ig_learned", {})[ctx.current.name] = self.task_ig(ctx, ctx.current, cache)
+        # the next stage scores this probe with the same model: keep the scores for it
+        state["probe_scores"] = {"stage": ctx.stage, "task": ctx.current.name,
+                                 "scores": {str(i): v for i, v in cache.items()}}
+
+    def _just_learned(self, ctx: StageContext) -> dict[int, float | None]:
+        """The probe scores of the task trained last, measured by `after_stage` with this very model."""
+        stored = ctx.state.get("kpig", {}).get("probe_scores") or {}
+        if stored.get("stage") != ctx.stage - 1 or stored.get("task") != ctx.previous[-1].name:
+            return {}
+        return {int(i): v for i, v in stored["scores"].items()}
 
     # ------------------------------------------------------------ objective and diversity
 
