@@ -3,8 +3,10 @@
 against `none` and `random` on the same seeds (the seed fixes the data order and LoRA
 initialisation, so a paired difference removes what the seeds share); how much each stage learns
 (the diagonal R[j][j] against the base model's R[0][j]) and how much is lost after it; the replay
-budget against the new data of a stage; the noise floor (the score step of one test instance); and
-the final V-score recomputed from the stored predictions with the current checkers.
+budget against the new data of a stage; the noise floor (the score step of one test instance); the
+final V-score recomputed from the stored predictions with the current checkers; and the cost: a
+run's wall time and the share of it spent selecting replay (manifest `selection_seconds` /
+`seconds`, summed over the stages).
 
     python benchmarks/superni_analysis.py [RESULTS_DIR ...]   # default: every benchmarks/results/superni/*/
 
@@ -89,6 +91,14 @@ def rescored_v(run: Path, superni_root: Path | None) -> float | None:
     return 100.0 * sum(checks) / len(checks) if checks else None
 
 
+def cost(run: Path) -> dict:
+    """Wall seconds of a stored run and the share spent selecting replay (from its manifest)."""
+    stages = json.loads((run / "manifest.json").read_text(encoding="utf-8"))["stages"]
+    seconds = sum(s.get("seconds") or 0.0 for s in stages)
+    selection = sum(s.get("selection_seconds") or 0.0 for s in stages)
+    return {"minutes": seconds / 60, "selection_share": 100.0 * selection / seconds if seconds else None}
+
+
 def stage_budget(results: Path) -> dict | None:
     """Replayed instances against new ones, from a replaying run's manifest (last stage)."""
     for path in sorted(results.glob("random-seed*/manifest.json")):
@@ -120,6 +130,9 @@ def analyse(results: Path, superni_root: Path | None = None) -> dict:
                                        **{k: mean_std([m.get(k) for m in by_seed.values()]) for k in METRICS}}
         out["learning"][strategy] = {k: mean_std([learning(m)[k] for m in by_seed.values()])
                                      for k in ("diagonal_gain", "lost_by_end", "tasks_below_base_at_end")}
+        costs = [cost(results / f"{strategy}-seed{seed}") for seed in by_seed]
+        out["cost"] = out.get("cost", {})
+        out["cost"][strategy] = {k: mean_std([c[k] for c in costs]) for k in ("minutes", "selection_share")}
     for a in runs:
         for b in ("none", "random"):  # each strategy against the baselines below it: X − none, X − random
             if a not in ("none", b) and b in runs:
@@ -158,6 +171,10 @@ def print_markdown(a: dict) -> None:
     for s, v in a["learning"].items():
         print(f"| {s} | {fmt_pm(*v['diagonal_gain'], True)} | {fmt_pm(*v['lost_by_end'], True)} | "
               f"{fmt_pm(*v['tasks_below_base_at_end'])} |")
+    print("\n| strategy | minutes per run | share of run time selecting replay (%) |")
+    print("|---|---|---|")
+    for s, v in a.get("cost", {}).items():
+        print(f"| {s} | {fmt_pm(*v['minutes'])} | {fmt_pm(*v['selection_share'])} |")
     if a.get("noise_floor"):
         n = a["noise_floor"]
         print(f"\nNoise floor: {n['test_instances_per_task']} test instances per category, so one answer moves "
