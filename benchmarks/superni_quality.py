@@ -6,6 +6,7 @@ the embedded SmolLM2-135M-Instruct + LoRA, several seeds, two category orders, a
     python benchmarks/superni_quality.py --categories 16      # the whole 16-category stream
     python benchmarks/superni_quality.py --smoke              # tiny random model, 2 categories: ~1-2 min
     python benchmarks/superni_quality.py --dry-run            # what would run, and the scale; no training
+    python benchmarks/superni_quality.py --tag big data.max_train_per_task=32 ...   # another scale, apart
 
 What runs (defaults): the first 8 categories (CATEGORIES) of order `curriculum` with none, random,
 inscl, kpig, inscl-dynamic, inscl-insinfo and multitask, and of order `random` with none, random,
@@ -242,6 +243,9 @@ def benchmark(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=None,
                     help=f"where the small result files are copied (default {RESULTS.relative_to(ROOT)}; "
                          "with --smoke: OUT/smoke-results)")
+    ap.add_argument("--tag", default=None,
+                    help="a name added to the run and result folders (<order>[-<N>cat]-<tag>), for runs at "
+                         "another scale (extra overrides) that must not mix with the benchmark's own")
     ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--superni-root", default=None, help="the SuperNI data directory (streams/, tasks/)")
     ap.add_argument("--smoke", action="store_true",
@@ -267,7 +271,8 @@ def benchmark(argv: list[str] | None = None) -> int:
     if args.results is None:
         args.results = args.out / "smoke-results" if args.smoke else RESULTS
     # smoke runs never mix with the real ones
-    suffix = ("-smoke" if args.smoke else "") + (f"-{args.categories}cat" if args.categories < 16 else "")
+    suffix = (("-smoke" if args.smoke else "") + (f"-{args.categories}cat" if args.categories < 16 else "")
+              + (f"-{args.tag}" if args.tag else ""))
 
     for order in orders:
         cats = order_categories(root, order)
@@ -281,7 +286,7 @@ def benchmark(argv: list[str] | None = None) -> int:
             overrides.insert(0, f"data.superni.root={root}")
         parent = args.out / f"{order}{suffix}"
         dest = args.results / f"{order}{suffix}"
-        info = {"order": order, "categories": cats,
+        info = {"order": order, "categories": cats, "tag": args.tag,
                 "strategies": strategies, "seeds": seeds, "config": str(args.config.relative_to(ROOT)
                                                                         if args.config.is_relative_to(ROOT)
                                                                         else args.config),
