@@ -6,7 +6,10 @@ initialisation, so a paired difference removes what the seeds share); how much e
 budget against the new data of a stage; the noise floor (the score step of one test instance); the
 final V-score recomputed from the stored predictions with the current checkers; and the cost: a
 run's wall time and the share of it spent selecting replay (manifest `selection_seconds` /
-`seconds`, summed over the stages).
+`seconds`, summed over the stages); and how far each strategy's replay is from random replay's on
+the same seed and stage (from the stored replay.jsonl): the share of its replayed instances that
+random replay also chose, and the total-variation distance between the two compositions by source
+category (0: the same quotas, 1: disjoint categories).
 
     python benchmarks/superni_analysis.py [RESULTS_DIR ...]   # default: every benchmarks/results/superni/*/
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+from collections import Counter
 import sys
 from pathlib import Path
 
@@ -99,6 +103,34 @@ def cost(run: Path) -> dict:
     return {"minutes": seconds / 60, "selection_share": 100.0 * selection / seconds if seconds else None}
 
 
+def replay_sets(run: Path) -> dict[str, list[dict]]:
+    """stage folder -> replayed rows of a stored run."""
+    out = {}
+    for path in sorted(run.glob("stages/*/replay.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if rows:
+            out[path.parent.name] = rows
+    return out
+
+
+def against_random(results: Path, strategy: str, seeds: list[int]) -> dict | None:
+    """Mean over seeds and stages of the share of replayed instances random replay also chose, and of
+    the total-variation distance between the two replay compositions by source category."""
+    shared, tv = [], []
+    for seed in seeds:
+        mine, rand = (replay_sets(results / f"{name}-seed{seed}") for name in (strategy, "random"))
+        for stage, rows in mine.items():
+            if stage not in rand:
+                continue
+            theirs = {r["uid"] for r in rand[stage]}
+            shared.append(sum(r["uid"] in theirs for r in rows) / len(rows))
+            a, b = Counter(r["task"] for r in rows), Counter(r["task"] for r in rand[stage])
+            tv.append(0.5 * sum(abs(a[k] / len(rows) - b[k] / len(rand[stage])) for k in set(a) | set(b)))
+    if not shared:
+        return None
+    return {"shared_with_random": mean_std(shared), "composition_tv": mean_std(tv), "stages": len(shared)}
+
+
 def stage_budget(results: Path) -> dict | None:
     """Replayed instances against new ones, from a replaying run's manifest (last stage)."""
     for path in sorted(results.glob("random-seed*/manifest.json")):
@@ -133,6 +165,10 @@ def analyse(results: Path, superni_root: Path | None = None) -> dict:
         costs = [cost(results / f"{strategy}-seed{seed}") for seed in by_seed]
         out["cost"] = out.get("cost", {})
         out["cost"][strategy] = {k: mean_std([c[k] for c in costs]) for k in ("minutes", "selection_share")}
+        if strategy not in ("none", "random"):
+            found = against_random(results, strategy, sorted(by_seed))
+            if found:
+                out.setdefault("replay_vs_random", {})[strategy] = found
     for a in runs:
         for b in ("none", "random"):  # each strategy against the baselines below it: X − none, X − random
             if a not in ("none", b) and b in runs:
@@ -175,6 +211,11 @@ def print_markdown(a: dict) -> None:
     print("|---|---|---|")
     for s, v in a.get("cost", {}).items():
         print(f"| {s} | {fmt_pm(*v['minutes'])} | {fmt_pm(*v['selection_share'])} |")
+    if a.get("replay_vs_random"):
+        print("\n| strategy | replayed instances random replay also chose | composition distance to random (TV) |")
+        print("|---|---|---|")
+        for s, v in a["replay_vs_random"].items():
+            print(f"| {s} | {fmt_pm(*v['shared_with_random'])} | {fmt_pm(*v['composition_tv'])} |")
     if a.get("noise_floor"):
         n = a["noise_floor"]
         print(f"\nNoise floor: {n['test_instances_per_task']} test instances per category, so one answer moves "
