@@ -43,8 +43,8 @@ def machine(threads: int) -> dict:
     info = {"cpu": cpu_model(), "cores": available_cores(), "threads": threads, "python": platform.python_version(),
             "torch": torch.__version__, "platform": platform.platform(), "load_average": load_average(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "note": "shared machine: other developers' tests run on the same cores, so absolute "
-                    "numbers are noisy; compare the ratio measured in the same run"}
+            "note": "absolute numbers move with whatever else runs on the cores (see load_average); "
+                    "compare the ratios measured in the same run"}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
