@@ -274,6 +274,7 @@ def benchmark(argv: list[str] | None = None) -> int:
     suffix = (("-smoke" if args.smoke else "") + (f"-{args.categories}cat" if args.categories < 16 else "")
               + (f"-{args.tag}" if args.tag else ""))
 
+    commit = git_commit()  # at the start: the code this process runs, whatever is committed while it runs
     for order in orders:
         cats = order_categories(root, order)
         if args.categories:
@@ -299,7 +300,7 @@ def benchmark(argv: list[str] | None = None) -> int:
             continue
         from citune.engine.trainer import available_cores
 
-        invocation = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": git_commit(),
+        invocation = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
                       "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(threads=available_cores())}
         previous = dest / "benchmark.json"
         if previous.is_file():  # a benchmark spanning sessions keeps every invocation's command and machine
