@@ -138,6 +138,16 @@ def test_pool_jobs_batches_tasks_together_and_keeps_groups_adjacent():
     assert jobs[0].prefix_lens == [8, 7, 6, 5] and jobs[1].prefix_lens == [4]
 
 
+def test_a_task_fills_whole_batches_of_its_own_before_pooling():
+    a = GenRequest("a", [[1] * 5, [1] * 6, [1] * 7, [1] * 8, [1] * 9], 3, ["x"] * 5)
+    b = GenRequest("b", [[2] * 4, [2] * 3], 8, ["z", "z"])
+    jobs = pool_jobs([a, b], batch_size=4)
+    assert [j.keys for j in jobs] == [["a"] * 4, ["a", "b", "b"]]
+    assert jobs[0].index == [4, 3, 2, 1] and jobs[1].index == [0, 0, 1]
+    # the prefix common to group x is its shortest prompt (5 tokens), each row keeping one of its own
+    assert jobs[0].prefix_lens == [5, 5, 5, 5] and jobs[1].prefix_lens == [4, 3, 2]
+
+
 def test_pooled_evaluation_predicts_as_task_by_task(gen_bundle):
     """Pooling the tasks of a stage changes the batches, not the greedy predictions."""
     from citune.evaluation.generate import run_jobs
