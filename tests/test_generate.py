@@ -5,7 +5,8 @@ import torch
 
 from citune.data.types import Instance
 from citune.evaluation.generate import (GenRequest, generate, greedy_batch, hf_generate_batch,
-                                        make_jobs, pool_jobs, share_jobs, shared_prefix_lens)
+                                        make_jobs, pool_jobs, share_jobs, shared_prefix_lens,
+                                        sharing_pays)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +72,21 @@ def test_shared_prefix_decoding_equals_one_at_a_time(gen_bundle):
     assert prefix[0] >= head - 1 and all(0 < n < len(p) for n, p in zip(prefix, prompts))
     jobs = make_jobs("t", prompts, 6, 16, groups)
     assert len(jobs) == 1 and jobs[0].prefix_lens is not None
+    assert sharing_pays(jobs[0].prompts, jobs[0].prefix_lens)  # the shared path is the one tested
     batched = greedy_batch(model, jobs[0].prompts, 6, tok.pad_token_id, [tok.eos_token_id],
                            prefix_lens=jobs[0].prefix_lens)
     single = [hf_generate_batch(model, [p], 6, tok.pad_token_id, [tok.eos_token_id])[0] for p in jobs[0].prompts]
     assert batched == single
+
+
+def test_sharing_pays_counts_padded_positions():
+    # 4 rows of 10 sharing 8: 1 head of 8 + 4 rests of 2 = 16 positions against 40 in one pass
+    assert sharing_pays([[1] * 8 + [k, k] for k in range(4)], [8] * 4)
+    # 4 rows with 4 distinct 8-token heads: 4 x 8 + 4 x 2 = 40, no cheaper than 40
+    assert not sharing_pays([[k] * 8 + [9, 9] for k in range(4)], [8] * 4)
+    # rests of very different lengths pad badly: 1 x 2 + 2 x 18 = 38 against 2 x 20 = 40
+    assert not sharing_pays([[1, 1] + [2] * 18, [1, 1, 3]], [2, 2])
+    assert not sharing_pays([[1, 2], [1, 3]], [0, 0])
 
 
 def test_shared_prefix_lens():

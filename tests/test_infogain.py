@@ -116,6 +116,11 @@ def test_shared_prefix_scoring_equals_separate_forwards(models):
     data = items(lambda w: w)
     bundle.model.eval()
     expected = [_nll(bundle, m, x, y) - _nll(bundle, ins, x, y) for ins, m, x, y in data]
+    from citune.evaluation.generate import sharing_pays
+
+    rows = [bundle.encoder.example(t, x, y, 256)[0] for ins, m, x, y in data for t in (ins, m)]
+    twins = [next(k for k, (a, b) in enumerate(zip(rows[i], rows[i + 1])) if a != b) for i in range(0, len(rows), 2)]
+    assert sharing_pays(rows[:8], [n for n in twins[:4] for _ in (0, 1)])  # the shared path is the one tested
     got = information_gain(bundle, data, "nll", batch_size=4)
     assert np.allclose(got, expected, atol=1e-4)
     assert max(abs(v) for v in expected) > 0.1  # a real signal, not zeros on both sides

@@ -176,6 +176,19 @@ def _prefill(model, prompts, pad_id: int, device):
     return out, (out.past_key_values if out.past_key_values is not None else cache), mask, pos[:, -1]
 
 
+def sharing_pays(prompts: Sequence[Sequence[int]], prefix_lens: Sequence[int], margin: float = 0.8) -> bool:
+    """Whether computing each distinct prefix once beats one plain prefill, counted in padded token
+    positions: each distinct prefix once plus every row's rest (both padded to their longest) against
+    every row padded to the longest prompt. Prompts of different instructions share little and their
+    heads and rests pad badly, so a batch pooled from many tasks is often cheaper in one pass."""
+    if not prompts or min(prefix_lens) < 1:
+        return False
+    heads = {tuple(p[:n]) for p, n in zip(prompts, prefix_lens)}
+    shared = (len(heads) * max(len(h) for h in heads)
+              + len(prompts) * max(len(p) - n for p, n in zip(prompts, prefix_lens)))
+    return shared < margin * len(prompts) * max(len(p) for p in prompts)
+
+
 def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int = 1):
     """What `_prefill` gives (with logits for the last `keep` positions), computing each distinct
     prefix once: prefixes (one row each, left-padded), their cache rows copied to the prompts that
@@ -213,8 +226,7 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
     device = device if device is not None else next(model.parameters()).device
     bounds = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
-    shared = prefix_lens is not None and len(prompts) > 1 and all(n >= 1 for n in prefix_lens)
-    if shared and len({tuple(p[:n]) for p, n in zip(prompts, prefix_lens)}) < len(prompts):
+    if prefix_lens is not None and len(prompts) > 1 and sharing_pays(prompts, prefix_lens):
         out, cache, mask, last = prefill_shared(model, prompts, prefix_lens, pad_id, device)
     else:  # nothing shared in this batch: one plain prefill
         out, cache, mask, last = _prefill(model, prompts, pad_id, device)

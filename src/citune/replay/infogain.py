@@ -120,7 +120,7 @@ def _batch_gain(model, encoder, pad_id: int, items: Sequence[ScoreItem], kind: I
     and its masked twin start with the same tokens (chat-template head, the instruction up to its first
     key part), and so do the prompts of items with one instruction: each distinct prefix is computed
     once, as in evaluation (`prefill_shared`), and only the rest of every prompt runs per row."""
-    from citune.evaluation.generate import prefill_shared  # lazy: evaluation imports replay
+    from citune.evaluation.generate import prefill_shared, sharing_pays  # lazy: evaluation imports replay
 
     full, masked = _encode(encoder, items, False, max_len), _encode(encoder, items, True, max_len)
     rows, n = full + masked, len(items)
@@ -128,11 +128,11 @@ def _batch_gain(model, encoder, pad_id: int, items: Sequence[ScoreItem], kind: I
     k = max(resp)
     twins = [_common_prefix(f[0], m[0]) for f, m in zip(full, masked)] * 2
     prefix = [min(p, len(ids) - r - 1) for p, (ids, _), r in zip(twins, rows, resp)]  # responses stay after it
-    if min(prefix) >= 1:
+    if sharing_pays([ids for ids, _ in rows], prefix):
         out = prefill_shared(model, [ids for ids, _ in rows], prefix, pad_id, device, keep=k + 1)[0]
         logits, targets = out.logits[:, :-1], _tails(rows, k).to(device)
         valid = targets != -100
-    else:  # nothing shared (a prompt that is all response): one plain forward
+    else:  # too little shared to pay for two passes: one plain forward
         ids, mask, labels = (t.to(device) for t in stack_left([_left_batch(full, pad_id), _left_batch(masked, pad_id)],
                                                               pad_id))
         logits, targets, valid = response_logits(model, ids, mask, labels)
