@@ -100,15 +100,6 @@ def _left_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[t
     return ids, mask, labels
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _tails(rows: list[tuple[list[int], list[int]]], k: int) -> torch.Tensor:
     """The last k labels of every row, left-padded with -100."""
     return torch.tensor([[-100] * (k - len(lab[-k:])) + lab[-k:] for _, lab in rows])
@@ -120,13 +111,14 @@ def _batch_gain(model, encoder, pad_id: int, items: Sequence[ScoreItem], kind: I
     and its masked twin start with the same tokens (chat-template head, the instruction up to its first
     key part), and so do the prompts of items with one instruction: each distinct prefix is computed
     once, as in evaluation (`prefill_shared`), and only the rest of every prompt runs per row."""
-    from citune.evaluation.generate import prefill_shared, sharing_pays  # lazy: evaluation imports replay
+    # lazy: evaluation imports replay
+    from citune.evaluation.generate import prefill_shared, shared_prefix_lens, sharing_pays
 
     full, masked = _encode(encoder, items, False, max_len), _encode(encoder, items, True, max_len)
     rows, n = full + masked, len(items)
     resp = [sum(t != -100 for t in lab) for _, lab in rows]
     k = max(resp)
-    twins = [_common_prefix(f[0], m[0]) for f, m in zip(full, masked)] * 2
+    twins = shared_prefix_lens([ids for ids, _ in rows], list(range(n)) * 2)  # each item's full and masked prompt
     prefix = [min(p, len(ids) - r - 1) for p, (ids, _), r in zip(twins, rows, resp)]  # responses stay after it
     if sharing_pays([ids for ids, _ in rows], prefix):
         out = prefill_shared(model, [ids for ids, _ in rows], prefix, pad_id, device, keep=k + 1)[0]
