@@ -24,6 +24,9 @@ from collections import Counter
 import sys
 from pathlib import Path
 
+from citune.compare import run_dir_for
+from citune.report.rundata import parse_run_dir_name
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "benchmarks" / "results" / "superni"
 SUPERNI = ROOT.parent / "shared" / "data" / "superni"
@@ -36,7 +39,7 @@ def load_runs(results: Path) -> dict[str, dict[int, dict]]:
     """strategy -> seed -> metrics of the finished runs in `results` (one folder per run)."""
     runs: dict[str, dict[int, dict]] = {}
     for path in sorted(results.glob("*-seed*/metrics.json")):
-        strategy, seed = path.parent.name.rsplit("-seed", 1)
+        strategy, seed = parse_run_dir_name(path.parent.name)
         metrics = json.loads(path.read_text(encoding="utf-8"))
         if metrics.get("matrix") and all(v is not None for v in metrics["matrix"][-1]):
             runs.setdefault(strategy, {})[int(seed)] = metrics
@@ -118,7 +121,7 @@ def against_random(results: Path, strategy: str, seeds: list[int]) -> dict | Non
     the total-variation distance between the two replay compositions by source category."""
     shared, tv = [], []
     for seed in seeds:
-        mine, rand = (replay_sets(results / f"{name}-seed{seed}") for name in (strategy, "random"))
+        mine, rand = (replay_sets(run_dir_for(results, name, seed)) for name in (strategy, "random"))
         for stage, rows in mine.items():
             if stage not in rand:
                 continue
@@ -154,7 +157,7 @@ def analyse(results: Path, superni_root: Path | None = None) -> dict:
     runs = load_runs(results)
     for strategy, by_seed in runs.items():
         for seed, metrics in by_seed.items():
-            metrics["v_score_rescored"] = rescored_v(results / f"{strategy}-seed{seed}", superni_root)
+            metrics["v_score_rescored"] = rescored_v(run_dir_for(results, strategy, seed), superni_root)
     out = {"results": str(results.relative_to(ROOT) if results.is_relative_to(ROOT) else results),
            "strategies": {}, "paired": {}, "learning": {}, "budget": stage_budget(results)}
     for strategy, by_seed in runs.items():
@@ -162,7 +165,7 @@ def analyse(results: Path, superni_root: Path | None = None) -> dict:
                                        **{k: mean_std([m.get(k) for m in by_seed.values()]) for k in METRICS}}
         out["learning"][strategy] = {k: mean_std([learning(m)[k] for m in by_seed.values()])
                                      for k in ("diagonal_gain", "lost_by_end", "tasks_below_base_at_end")}
-        costs = [cost(results / f"{strategy}-seed{seed}") for seed in by_seed]
+        costs = [cost(run_dir_for(results, strategy, seed)) for seed in by_seed]
         out["cost"] = out.get("cost", {})
         out["cost"][strategy] = {k: mean_std([c[k] for c in costs]) for k in ("minutes", "selection_share")}
         if strategy not in ("none", "random"):

@@ -208,10 +208,10 @@ def stored_finished(dest: Path, config: Path, overrides: list[str], strategy: st
 def stored_runs(dest: Path, strategies: list[str]) -> list[Path]:
     """Every run stored under dest, by the order's strategy list and then seed: the comparison covers
     the runs of earlier sessions too, whose big run directories may be gone."""
-    from citune.report.rundata import _from_dir_name
+    from citune.report.rundata import parse_run_dir_name
 
     def key(d: Path):
-        strategy, seed = _from_dir_name(d.name)
+        strategy, seed = parse_run_dir_name(d.name)
         rank = strategies.index(strategy) if strategy in strategies else len(strategies)
         return rank, strategy or "", seed or 0
 

@@ -19,13 +19,13 @@ from citune.progress import say
 from citune.report.comparison import (
     build_comparison_report, comparison_table, strategy_columns, write_comparison,
 )
-from citune.report.rundata import load_run
+from citune.report.rundata import load_run, run_dir_name
 
 __all__ = ["run_compare", "comparison_table", "write_comparison", "render_comparison", "print_comparison"]
 
 
 def run_dir_for(parent: Path, strategy: str, seed: int) -> Path:
-    return Path(parent) / f"{strategy}-seed{seed}"
+    return Path(parent) / run_dir_name(strategy, seed)
 
 
 # Settings that change how a run is shown or where its caches live, never its results.

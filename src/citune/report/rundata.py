@@ -39,12 +39,12 @@ class RunData:
     @property
     def strategy(self) -> str:
         return (self.manifest.get("strategy") or _get(self.config, "replay", "strategy")
-                or _from_dir_name(self.name)[0] or "?")
+                or parse_run_dir_name(self.name)[0] or "?")
 
     @property
     def seed(self) -> Any:
         seed = self.manifest.get("seed", self.config.get("seed"))
-        return seed if seed is not None else _from_dir_name(self.name)[1]
+        return seed if seed is not None else parse_run_dir_name(self.name)[1]
 
     @property
     def model(self) -> Any:
@@ -96,8 +96,13 @@ def _get(d: dict, *keys: str) -> Any:
     return d
 
 
-def _from_dir_name(name: str) -> tuple[str | None, int | None]:
+def run_dir_name(strategy: str, seed: int) -> str:
     """`<strategy>-seed<seed>`, the layout of `citune compare`."""
+    return f"{strategy}-seed{seed}"
+
+
+def parse_run_dir_name(name: str) -> tuple[str | None, int | None]:
+    """(strategy, seed) of a `run_dir_name`; (None, None) for any other name."""
     m = re.match(r"^(.+)-seed(\d+)$", name)
     return (m.group(1), int(m.group(2))) if m else (None, None)
 
