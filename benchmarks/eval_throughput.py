@@ -67,8 +67,7 @@ def main() -> None:
             overrides.append(f"{key}={value}")
     cfg = load_config(None, overrides)
     stream = build_stream(cfg)
-    torch.manual_seed(cfg.seed)
-    bundle = load_model(cfg.model, cache_root())
+    bundle = load_model(cfg.model, cache_root(), seed=cfg.seed)
     model, tok = bundle.model, bundle.tokenizer
     model.eval()
     pad, eos = tok.pad_token_id, [tok.eos_token_id]

@@ -68,13 +68,10 @@ def load_stage(args):
 
 
 def fresh_model(cfg, seed: int):
-    import torch
-
     from citune.models import load_model
     from citune.paths import cache_root
 
-    torch.manual_seed(seed)
-    return load_model(cfg.model, cache_root())
+    return load_model(cfg.model, cache_root(), seed=seed)
 
 
 def run_citune(cfg, instances, seed: int) -> dict:

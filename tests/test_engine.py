@@ -89,6 +89,29 @@ def test_checkpoint_round_trip(tiny_bundle, tiny_cfg, tmp_path):
         load_trainable(torch.nn.Linear(2, 2), tmp_path / "s.safetensors")
 
 
+def test_lora_initialisation_follows_the_seed_not_the_global_random_state(tiny_cfg):
+    """torch starts each process from a random seed, and PEFT draws LoRA's A matrices from the global
+    generator: the adapters must come from the run's seed, or two runs of one config (and a resumed
+    first stage) train different models."""
+    from citune.models import load_model
+    from citune.paths import cache_root
+
+    def lora_a(seed):
+        model = load_model(tiny_cfg.model, cache_root(), seed=seed).model
+        return {k: v for k, v in trainable_state(model).items() if "lora_A" in k}
+
+    torch.manual_seed(123)
+    first = lora_a(7)
+    after = torch.rand(3)
+    torch.manual_seed(456)
+    again = lora_a(7)
+    assert first and all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], v) for k, v in lora_a(8).items())
+    torch.manual_seed(123)
+    lora_a(7)
+    assert torch.equal(torch.rand(3), after)  # the caller's random stream is untouched
+
+
 def test_a_stage_leaves_no_optimizer_state_behind(tiny_cfg):
     """Each stage makes its own optimizer; once the stage is done nothing keeps it (or its state,
     two copies of the trainable weights) alive, so memory does not grow with the stages."""

@@ -33,7 +33,7 @@ def expert_score(cfg: Config, task: Task, cache: Path, accelerator: Accelerator)
     path = cache / "experts" / f"{task.name}-{expert_key(cfg, task)}.json"
     if path.is_file():
         return read_json(path)["rougeL"]
-    bundle = load_model(cfg.model, cache)
+    bundle = load_model(cfg.model, cache, seed=cfg.seed)
     model = accelerator.prepare(bundle.model)
     train_stage(accelerator, bundle, [TrainExample(x) for x in task.train], cfg.train, cfg.seed * 1000 + 999,
                 label=f"expert {task.name}", model=model)

@@ -85,19 +85,24 @@ def load_base(cfg: ModelConfig, cache: Path) -> tuple[torch.nn.Module, object, P
     return model, tok, model_dir
 
 
-def add_lora(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
+def add_lora(model: torch.nn.Module, cfg: ModelConfig, seed: int) -> torch.nn.Module:
+    """LoRA adapters initialised from `seed` (PEFT draws A from the global generator, whose start seed
+    torch picks at random per process: unseeded, two runs of one config trained different models)."""
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        return get_peft_model(model, lora)
 
 
-def load_model(cfg: ModelConfig, cache: Path, state: Path | None = None) -> ModelBundle:
-    """The trainable model: base (+ LoRA), optionally restored from a stage checkpoint `state`."""
+def load_model(cfg: ModelConfig, cache: Path, state: Path | None = None, seed: int = 0) -> ModelBundle:
+    """The trainable model: base (+ LoRA initialised from `seed`), optionally restored from a stage
+    checkpoint `state`."""
     model, tok, model_dir = load_base(cfg, cache)
     if cfg.finetune == "lora":
-        model = add_lora(model, cfg)
+        model = add_lora(model, cfg, seed)
     if state is not None:
         from citune.engine.checkpoint import load_trainable
 

@@ -55,7 +55,7 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
         return read_json(run_dir / "metrics.json")
     cache = cache_root(cfg.run.cache_dir)
     done = [s["index"] for s in stages if s["status"] == "done" and s["index"] > 0]
-    bundle = load_model(cfg.model, cache, state=run.checkpoint(max(done)) if done else None)
+    bundle = load_model(cfg.model, cache, state=run.checkpoint(max(done)) if done else None, seed=cfg.seed)
     train_model = accelerator.prepare(bundle.model)
     checkers = build_checkers(stream)
     with progress_bars(cfg.run.quiet or not main) as bars:
