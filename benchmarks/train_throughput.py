@@ -2,7 +2,7 @@
 Hugging Face Trainer on the same examples, model, LoRA config and hyper-parameters.
 
     python benchmarks/train_throughput.py [--max-examples N] [--threads T] [--task-index 0]
-                                          [--order citune,hf,hf,citune]
+                                          [--order citune,hf,hf,citune] [--mixed-precision bf16]
 
 Both runs start from the same weights (same seed, so the same LoRA initialisation) and see the
 same tokenised examples (citune's prompt encoder; labels -100 on the prompt). The default order
@@ -16,8 +16,8 @@ machine; each system's tokens/s is its total tokens over its total seconds.
 
 Tokens per second = non-pad tokens of the training examples processed per wall-clock second of the
 training call (encoding and data loading included for both). Model FLOPs utilisation (MFU) =
-useful model FLOPs per second / the float32 matrix-multiply peak measured here (best of a few timed
-2048×2048 `torch.mm`, same thread count), where the useful FLOPs of an example of length L with R
+useful model FLOPs per second / the float32 (bfloat16 with --mixed-precision bf16) matrix-multiply
+peak measured here (best of a few timed 2048×2048 `torch.mm`, same thread count), where the useful FLOPs of an example of length L with R
 response tokens are, the base weights being frozen (no weight gradients):
     (4·N_body + 6·N_lora)·L + 6·layers·d_attn·L² (causal attention, forward + backward) + 4·V·d·R
 N_body = base parameters without the embedding / tied LM head; the LM head counts only at the R
@@ -74,14 +74,14 @@ def fresh_model(cfg, seed: int):
     return load_model(cfg.model, cache_root(), seed=seed)
 
 
-def run_citune(cfg, instances, seed: int) -> dict:
+def run_citune(cfg, instances, seed: int, precision: str) -> dict:
     from accelerate import Accelerator
 
     from citune.engine.objective import TrainExample
     from citune.engine.trainer import train_stage
 
     bundle = fresh_model(cfg, seed)
-    acc = Accelerator(cpu=True)
+    acc = Accelerator(cpu=True, mixed_precision=precision)
     model = acc.prepare(bundle.model)
     start = time.perf_counter()
     stats = train_stage(acc, bundle, [TrainExample(x) for x in instances], cfg.train, seed, model=model)
@@ -91,7 +91,7 @@ def run_citune(cfg, instances, seed: int) -> dict:
             "padding_share": stats.padding_share}
 
 
-def run_hf_trainer(cfg, rows: list[dict], seed: int) -> dict:
+def run_hf_trainer(cfg, rows: list[dict], seed: int, precision: str) -> dict:
     import torch
     from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
@@ -115,7 +115,7 @@ def run_hf_trainer(cfg, rows: list[dict], seed: int) -> dict:
             learning_rate=t.lr, num_train_epochs=t.epochs, lr_scheduler_type="cosine", warmup_steps=t.warmup_ratio,
             weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=seed, use_cpu=not torch.cuda.is_available(),
             save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
-            dataloader_num_workers=0)
+            dataloader_num_workers=0, bf16=precision == "bf16")
         data = [{"input_ids": r["input_ids"], "attention_mask": [1] * len(r["input_ids"]), "labels": r["labels"]}
                 for r in rows]
         trainer = Trainer(model=bundle.model, args=args, train_dataset=data, data_collator=collate)
@@ -144,6 +144,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     ap.add_argument("--order", default="citune,hf,hf,citune", help="which runs, in this order")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
+                    help="bf16: autocast for both systems, and the peak is measured in bfloat16")
     ap.add_argument("--out", default="train_throughput")
     args = ap.parse_args()
 
@@ -164,20 +166,22 @@ def main() -> None:
     print(f"stage {task}: {len(rows)} examples, {tokens} tokens, mean length {sum(lengths) / len(rows):.1f}, "
           f"{threads} threads", flush=True)
 
-    peaks = [matmul_peak()]
+    peak_dtype = "bfloat16" if args.mixed_precision == "bf16" else "float32"
+    peaks = [matmul_peak(dtype=peak_dtype)]
     print(f"matmul peak {peaks[0]['gflops']} GFLOP/s", flush=True)
     runs: dict[str, list[dict]] = {}
     for name in [s.strip() for s in args.order.split(",") if s.strip()]:
         load_before = load_average()
         reset_peak_memory()
         cpu_before = cpu_seconds()
-        res = run_citune(cfg, instances, args.seed) if name == "citune" else run_hf_trainer(cfg, rows, args.seed)
+        run = run_citune if name == "citune" else run_hf_trainer
+        res = run(cfg, instances if name == "citune" else rows, args.seed, args.mixed_precision)
         cpu = cpu_seconds() - cpu_before  # this process's user + system time, all threads (model loading included)
         res.update(tokens=tokens, tokens_per_second=round(tokens / res["seconds"], 1), load_average_before=load_before,
                    load_average_after=load_average(), cpu_seconds=round(cpu, 1), **peak_memory_mb())
         runs.setdefault(name, []).append(res)
         print(name, res, flush=True)
-    peaks.append(matmul_peak())
+    peaks.append(matmul_peak(dtype=peak_dtype))
     peak = max(p["gflops"] for p in peaks)
     summary = {}
     for name, rs in runs.items():
@@ -194,14 +198,14 @@ def main() -> None:
                   "mean_length": round(sum(lengths) / len(rows), 1), "mean_response": round(sum(responses) / len(rows), 2)},
         "model": {"name": cfg.model.name, "finetune": cfg.model.finetune, "lora": cfg.model.lora.model_dump(),
                   **fm},
-        "train": cfg.train.model_dump(),
+        "train": cfg.train.model_dump(), "mixed_precision": args.mixed_precision,
         "peak_gflops": peak, "peak_measurements": peaks,
         "useful_tflop_per_run": round(flops / 1e12, 3),
         "summary": summary,
         "runs": runs,
         "definition": "tokens/s = non-pad training tokens / wall-clock seconds of the training call "
                       "(ratio_cpu_time: the same with this process's CPU seconds); "
-                      "MFU = useful model FLOPs (see docstring) / seconds / measured fp32 matmul peak",
+                      f"MFU = useful model FLOPs (see docstring) / seconds / measured {peak_dtype} matmul peak",
     }
     if "citune" in summary and "hf" in summary:
         result["ratio"] = round(summary["citune"]["tokens_per_second"] / summary["hf"]["tokens_per_second"], 3)
