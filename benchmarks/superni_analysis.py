@@ -1,7 +1,7 @@
 """The evidence behind the reading of the SuperNI quality benchmark, from its stored result files
 (no training): per strategy the mean ± std over seeds of the headline metrics; paired differences
-against `none` and `random` on the same seeds (the seed fixes the data order and LoRA
-initialisation, so a paired difference removes what the seeds share); how much each stage learns
+against `none` and `random` on the same seeds (the seed fixes the data order and, in runs made
+since commit b81affc, the LoRA initialisation, so a paired difference removes what the seeds share); how much each stage learns
 (the diagonal R[j][j] against the base model's R[0][j]) and how much is lost after it; the replay
 budget against the new data of a stage; the noise floor (the score step of one test instance); the
 final V-score recomputed from the stored predictions with the current checkers; and the cost: a

@@ -65,11 +65,10 @@ def test_rerun_without_resume_is_refused(tiny_run):
     assert proc.returncode == 2 and "--resume" in proc.stderr
 
 
-def test_killed_during_stage_two_resumes_to_the_same_metrics(tiny_run, tmp_path):
-    reference, _, _ = tiny_run
-    out = tmp_path / "killed"
+def run_and_kill(out: Path, stage: int, *overrides: str) -> None:
+    """Start `citune run` on the tiny config and SIGKILL it while stage `stage` is running."""
     env = {**os.environ, "CITUNE_QUIET": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "citune", "run", str(TINY), "-o", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "citune", "run", str(TINY), "-o", str(out), *overrides],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     manifest = out / "manifest.json"
     deadline = time.time() + 240
@@ -79,20 +78,45 @@ def test_killed_during_stage_two_resumes_to_the_same_metrics(tiny_run, tmp_path)
             stages = json.loads(manifest.read_text())["stages"]
         except (FileNotFoundError, json.JSONDecodeError):
             stages = []
-        if len(stages) > 2 and stages[2]["status"] == "running":
+        if len(stages) > stage and stages[stage]["status"] == "running":
             proc.send_signal(signal.SIGKILL)
             killed = True
             break
         time.sleep(0.01)
     proc.wait()
-    assert killed, "the run ended before stage 2 could be interrupted"
+    assert killed, f"the run ended before stage {stage} could be interrupted"
     stages = json.loads(manifest.read_text())["stages"]
-    assert [s["status"] for s in stages[:2]] == ["done", "done"] and stages[2]["status"] != "done"
+    assert all(s["status"] == "done" for s in stages[:stage]) and stages[stage]["status"] != "done"
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for log in sorted(run.glob("stages/*/train_log.jsonl"))
+            for line in log.read_text().splitlines()]
+
+
+def test_killed_during_stage_two_resumes_to_the_same_metrics(tiny_run, tmp_path):
+    reference, _, _ = tiny_run
+    out = tmp_path / "killed"
+    run_and_kill(out, 2)
     resumed = citune("run", TINY, "--resume", "-o", out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((reference / "metrics.json").read_text())
     b = json.loads((out / "metrics.json").read_text())
     assert a == b
+
+
+def test_a_lora_run_killed_in_its_first_stage_resumes_to_the_same_training(tmp_path):
+    """Every process starts torch from a random seed: the LoRA adapters must come from the config's
+    seed, or the resumed first stage (another process) trains from other adapters."""
+    lora = ("model.finetune=lora", "data.synthetic.families=[sentiment,parity]", "train.epochs=2")
+    reference = tmp_path / "whole"
+    assert citune("run", TINY, "-o", reference, *lora).returncode == 0
+    out = tmp_path / "killed"
+    run_and_kill(out, 1, *lora)
+    resumed = citune("run", TINY, "--resume", "-o", out, *lora)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert losses(out) == losses(reference) and len(losses(reference)) > 2
+    assert json.loads((out / "metrics.json").read_text()) == json.loads((reference / "metrics.json").read_text())
 
 
 def test_nan_loss_stops_with_a_clear_error(tmp_path):

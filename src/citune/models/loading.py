@@ -61,14 +61,15 @@ def _tiny_model(cfg: ModelConfig, tok) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     t = cfg.tiny
-    torch.manual_seed(t.seed)
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
         num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
         num_key_value_heads=t.num_key_value_heads, max_position_embeddings=2048, tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
-    return LlamaForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):  # random weights from `tiny.seed`; the caller's state stays
+        torch.manual_seed(t.seed)
+        return LlamaForCausalLM(config)
 
 
 def load_base(cfg: ModelConfig, cache: Path) -> tuple[torch.nn.Module, object, Path]:
