@@ -1,8 +1,8 @@
 """The evidence behind the reading of the SuperNI quality benchmark, from its stored result files
 (no training): per strategy the mean ± std over seeds of the headline metrics; paired differences
 against `none` and `random` on the same seeds (the seed fixes the data order and, in runs made
-since commit b81affc, the LoRA initialisation, so a paired difference removes what the seeds share); how much each stage learns
-(the diagonal R[j][j] against the base model's R[0][j]) and how much is lost after it; the replay
+since commit b81affc, the LoRA initialisation, so a paired difference removes what the seeds
+share); how much each stage learns (the diagonal R[j][j] against the base model's R[0][j]) and how much is lost after it; the replay
 budget against the new data of a stage; the noise floor (the score step of one test instance); the
 final V-score recomputed from the stored predictions with the current checkers; and the cost: a
 run's wall time and the share of it spent selecting replay (manifest `selection_seconds` /
@@ -40,9 +40,11 @@ def load_runs(results: Path) -> dict[str, dict[int, dict]]:
     runs: dict[str, dict[int, dict]] = {}
     for path in sorted(results.glob("*-seed*/metrics.json")):
         strategy, seed = parse_run_dir_name(path.parent.name)
+        if strategy is None:
+            continue
         metrics = json.loads(path.read_text(encoding="utf-8"))
         if metrics.get("matrix") and all(v is not None for v in metrics["matrix"][-1]):
-            runs.setdefault(strategy, {})[int(seed)] = metrics
+            runs.setdefault(strategy, {})[seed] = metrics
     return runs
 
 

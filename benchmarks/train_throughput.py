@@ -17,8 +17,9 @@ machine; each system's tokens/s is its total tokens over its total seconds.
 Tokens per second = non-pad tokens of the training examples processed per wall-clock second of the
 training call (encoding and data loading included for both). Model FLOPs utilisation (MFU) =
 useful model FLOPs per second / the float32 (bfloat16 with --mixed-precision bf16) matrix-multiply
-peak measured here (best of a few timed 2048×2048 `torch.mm`, same thread count), where the useful FLOPs of an example of length L with R
-response tokens are, the base weights being frozen (no weight gradients):
+peak measured here (best of a few timed 2048×2048 `torch.mm`, same thread count), where the useful
+FLOPs of an example of length L with R response tokens are, the base weights being frozen (no
+weight gradients):
     (4·N_body + 6·N_lora)·L + 6·layers·d_attn·L² (causal attention, forward + backward) + 4·V·d·R
 N_body = base parameters without the embedding / tied LM head; the LM head counts only at the R
 positions whose logits the response-only loss needs. The same definition is used for both runs.
@@ -174,8 +175,10 @@ def main() -> None:
         load_before = load_average()
         reset_peak_memory()
         cpu_before = cpu_seconds()
-        run = run_citune if name == "citune" else run_hf_trainer
-        res = run(cfg, instances if name == "citune" else rows, args.seed, args.mixed_precision)
+        if name == "citune":
+            res = run_citune(cfg, instances, args.seed, args.mixed_precision)
+        else:
+            res = run_hf_trainer(cfg, rows, args.seed, args.mixed_precision)
         cpu = cpu_seconds() - cpu_before  # this process's user + system time, all threads (model loading included)
         res.update(tokens=tokens, tokens_per_second=round(tokens / res["seconds"], 1), load_average_before=load_before,
                    load_average_after=load_average(), cpu_seconds=round(cpu, 1), **peak_memory_mb())

@@ -1,6 +1,7 @@
 """Load any local causal LM (HF directory, GGUF file, embedded default, tiny random) with LoRA or full tuning."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,14 @@ def load_tokenizer(model_dir: Path, cfg: ModelConfig):
     return tok
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Random weights drawn from `seed`, leaving the caller's global random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def _tiny_model(cfg: ModelConfig, tok) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -67,8 +76,7 @@ def _tiny_model(cfg: ModelConfig, tok) -> torch.nn.Module:
         num_key_value_heads=t.num_key_value_heads, max_position_embeddings=2048, tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
-    with torch.random.fork_rng(devices=[]):  # random weights from `tiny.seed`; the caller's state stays
-        torch.manual_seed(t.seed)
+    with seeded(t.seed):
         return LlamaForCausalLM(config)
 
 
@@ -93,8 +101,7 @@ def add_lora(model: torch.nn.Module, cfg: ModelConfig, seed: int) -> torch.nn.Mo
 
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
-        torch.manual_seed(seed)
+    with seeded(seed):
         return get_peft_model(model, lora)
 
 
