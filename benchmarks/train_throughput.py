@@ -9,10 +9,12 @@ same tokenised examples (citune's prompt encoder; labels -100 on the prompt). Th
 citune, hf, hf, citune (each a fresh model) cancels a load that drifts during the run on a shared
 machine; each system's tokens/s is its total tokens over its total seconds.
 - citune: `citune.engine.trainer.train_stage` (length-grouped left-padded batches, logits only over
-  the response tail, fused AdamW);
+  the response tail, fused AdamW, LoRA dropout from 16-bit random numbers: models/dropout.py);
+  `citune-torch-dropout` in --order is the same with PEFT's torch.nn.Dropout, to measure that part;
 - reference: `transformers.Trainer` with `DataCollatorForSeq2Seq` (pad to the longest of a random
   batch, right padding), the model's own loss (logits over every position), default optimizer
-  (fused AdamW), the same lr, batch size, epochs, warmup, weight decay, clipping and cosine schedule.
+  (fused AdamW), PEFT's own LoRA dropout, the same lr, batch size, epochs, warmup, weight decay,
+  clipping and cosine schedule.
 
 Tokens per second = non-pad tokens of the training examples processed per wall-clock second of the
 training call (encoding and data loading included for both). Model FLOPs utilisation (MFU) =
@@ -68,20 +70,22 @@ def load_stage(args):
     return cfg, task.name, train
 
 
-def fresh_model(cfg, seed: int):
+def fresh_model(cfg, seed: int, fast_dropout: bool = True):
     from citune.models import load_model
     from citune.paths import cache_root
 
-    return load_model(cfg.model, cache_root(), seed=seed)
+    model_cfg = cfg.model.model_copy(deep=True)
+    model_cfg.lora.fast_dropout = fast_dropout
+    return load_model(model_cfg, cache_root(), seed=seed)
 
 
-def run_citune(cfg, instances, seed: int, precision: str) -> dict:
+def run_citune(cfg, instances, seed: int, precision: str, fast_dropout: bool = True) -> dict:
     from accelerate import Accelerator
 
     from citune.engine.objective import TrainExample
     from citune.engine.trainer import train_stage
 
-    bundle = fresh_model(cfg, seed)
+    bundle = fresh_model(cfg, seed, fast_dropout)
     acc = Accelerator(cpu=True, mixed_precision=precision)
     model = acc.prepare(bundle.model)
     start = time.perf_counter()
@@ -96,7 +100,7 @@ def run_hf_trainer(cfg, rows: list[dict], seed: int, precision: str) -> dict:
     import torch
     from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    bundle = fresh_model(cfg, seed)
+    bundle = fresh_model(cfg, seed, fast_dropout=False)  # PEFT's own LoRA dropout
     tok = AutoTokenizer.from_pretrained(bundle.base_dir)  # a plain tokenizer: default (right) padding
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -175,8 +179,8 @@ def main() -> None:
         load_before = load_average()
         reset_peak_memory()
         cpu_before = cpu_seconds()
-        if name == "citune":
-            res = run_citune(cfg, instances, args.seed, args.mixed_precision)
+        if name in ("citune", "citune-torch-dropout"):
+            res = run_citune(cfg, instances, args.seed, args.mixed_precision, fast_dropout=name == "citune")
         else:
             res = run_hf_trainer(cfg, rows, args.seed, args.mixed_precision)
         cpu = cpu_seconds() - cpu_before  # this process's user + system time, all threads (model loading included)
@@ -216,6 +220,10 @@ def main() -> None:
         result["ratio_cpu_time"] = round(summary["hf"]["cpu_seconds"] / summary["citune"]["cpu_seconds"], 3)
         print(f"citune / HF Trainer = {result['ratio']}×; MFU citune {summary['citune']['mfu']:.1%}, "
               f"HF {summary['hf']['mfu']:.1%} of {peak} GFLOP/s")
+    if "citune" in summary and "citune-torch-dropout" in summary:
+        result["ratio_fast_dropout"] = round(summary["citune"]["tokens_per_second"]
+                                             / summary["citune-torch-dropout"]["tokens_per_second"], 3)
+        print(f"citune with fast / torch LoRA dropout = {result['ratio_fast_dropout']}×")
     print("wrote", write_result(args.out, result))
 
 

@@ -10,6 +10,7 @@ import torch
 from citune.config import ModelConfig
 from citune.data.prompt import PromptEncoder
 from citune.errors import InputError
+from citune.models.dropout import use_fast_dropout
 from citune.models.embedded import EMBEDDED_NAMES, convert_gguf, embedded_model_dir
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
@@ -102,7 +103,10 @@ def add_lora(model: torch.nn.Module, cfg: ModelConfig, seed: int) -> torch.nn.Mo
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
     with seeded(seed):
-        return get_peft_model(model, lora)
+        model = get_peft_model(model, lora)
+    if cfg.lora.fast_dropout:
+        use_fast_dropout(model)
+    return model
 
 
 def load_model(cfg: ModelConfig, cache: Path, state: Path | None = None, seed: int = 0) -> ModelBundle:
