@@ -36,15 +36,11 @@ class FastDropout(torch.nn.Module):
         return f"p={self.p}, drop rate {self.dropped}/{LEVELS}"
 
 
-def use_fast_dropout(model: torch.nn.Module) -> int:
-    """Replace the dropout of every PEFT LoRA layer of `model` by `FastDropout`; returns how many."""
-    count = 0
+def use_fast_dropout(model: torch.nn.Module) -> None:
+    """Replace the dropout of every PEFT LoRA layer of `model` by `FastDropout`."""
     for module in model.modules():
         drops = getattr(module, "lora_dropout", None)
-        if not isinstance(drops, torch.nn.ModuleDict):
-            continue
-        for name, drop in drops.items():
-            if isinstance(drop, torch.nn.Dropout):
-                drops[name] = FastDropout(drop.p)
-                count += 1
-    return count
+        if isinstance(drops, torch.nn.ModuleDict):
+            for name, drop in drops.items():
+                if isinstance(drop, torch.nn.Dropout):
+                    drops[name] = FastDropout(drop.p)
