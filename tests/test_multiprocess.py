@@ -1,9 +1,11 @@
-"""Several processes: two CPU processes over gloo against one process.
+"""Several processes: two CPU processes over gloo against one process, as DDP and as FSDP2.
 
 The two processes are started the way the `cpu-2proc` profile launches them
 (`citune.launch.launch_command`: torchrun --standalone --nproc_per_node 2 -m citune ...):
 `accelerate launch --cpu --num_processes 2` starts several CPU processes only through mpirun,
-and otherwise starts a single one.
+and otherwise starts a single one. The FSDP2 run is the same with Accelerate's FSDP2 switched on
+by tests/fsdp_on_cpu.py (Accelerate allows FSDP only on accelerator devices): parameters sharded
+across the two ranks, evaluation in lockstep, checkpoints gathered (engine/sharding.py).
 
 Every rank trains on a slice of each global batch with its loss weighted by its share of the
 batch's response tokens, so two ranks optimise exactly what one process optimises; evaluation deals
@@ -13,7 +15,8 @@ end-to-end comparison (the small tiny-model stream below, 2 stages, float32):
 - training: the same steps, and every logged loss within 1e-4 (relative) of the single process
   (the slices are padded to other widths, so float rounding may differ in the last digits);
 - evaluation: at least 7 of every 8 predictions identical, every score-matrix entry within 12.5
-  ROUGE-L points (one prediction of a task's 8). Observed here: all predictions identical.
+  ROUGE-L points (one prediction of a task's 8). Observed here (DDP and FSDP2 alike): all
+  predictions identical, losses within 2e-5.
 Also: only the main process writes the run directory and prints the summary.
 """
 import json
@@ -46,15 +49,23 @@ def _run(cmd, env):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def single(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one") / "run"
+    return out, _run([sys.executable, "-m", "citune", "run", str(TINY), "-o", str(out), *OVERRIDES], _env())
+
+
+@pytest.fixture(scope="module", params=["ddp", "fsdp2"])
+def runs(request, single, tmp_path_factory):
+    """(single-process run, two-process run, its distributed type, the two-process launch)."""
     from citune.launch import launch_command, launch_env
 
-    base = tmp_path_factory.mktemp("mp")
-    args = ["run", str(TINY), "-o", str(base / "one"), *OVERRIDES]
-    one = _run([sys.executable, "-m", "citune", *args], _env())
-    args[3] = str(base / "two")
-    two = _run(launch_command("cpu-2proc", args, num_processes=2), launch_env("cpu-2proc", _env()))
-    return base / "one", base / "two", one, two
+    two = tmp_path_factory.mktemp(request.param) / "run"
+    cmd = launch_command("cpu-2proc", ["run", str(TINY), "-o", str(two), *OVERRIDES], num_processes=2)
+    if request.param == "fsdp2":  # the same processes, with Accelerate's FSDP2 switched on (see the file)
+        at = cmd.index("-m", cmd.index("--nproc_per_node"))
+        cmd[at: at + 2] = [str(ROOT / "tests" / "fsdp_on_cpu.py")]
+    proc = _run(cmd, launch_env("cpu-2proc", _env()))
+    return single[0], two, {"ddp": "MULTI_CPU", "fsdp2": "FSDP"}[request.param], proc
 
 
 def _stages(run: Path):
@@ -104,6 +115,12 @@ def test_only_the_main_process_writes_and_reports(runs):
     assert [s["processes"] for s in manifest["stages"][1:]] == [2, 2]  # really two ranks
     assert [s["processes"] for s in json.loads((one / "manifest.json").read_text())["stages"][1:]] == [1, 1]
     assert all("peak_rss_mb" in s for s in manifest["stages"])
+
+
+def test_the_manifest_names_the_distributed_type(runs):  # FSDP2: the parameters really were sharded
+    one, two, kind, _ = runs
+    assert [s["distributed"] for s in json.loads((two / "manifest.json").read_text())["stages"][1:]] == [kind] * 2
+    assert [s["distributed"] for s in json.loads((one / "manifest.json").read_text())["stages"][1:]] == ["NO"] * 2
 
 
 def test_rank_slices_reproduce_the_single_process_gradient():

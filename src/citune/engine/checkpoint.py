@@ -10,15 +10,26 @@ from citune.io import atomic_write_bytes
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+    """The trainable tensors, whole, on the CPU. Under FSDP2 a parameter is a DTensor holding this
+    rank's shard: it is gathered (`full_tensor`), so every rank must call this, and in one order."""
+    out = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            t = p.detach()
+            t = t.full_tensor() if hasattr(t, "full_tensor") else t
+            out[name] = t.cpu().contiguous().clone()
+    return out
+
+
+def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save
+
+    # Tied weights appear once among named_parameters, so no tensor shares storage here.
+    atomic_write_bytes(path, save(state))
 
 
 def save_trainable(model: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save
-
-    state = trainable_state(model)
-    # Tied weights appear once among named_parameters, so no tensor shares storage here.
-    atomic_write_bytes(path, save(state))
+    save_state(trainable_state(model), path)
 
 
 def load_trainable(model: torch.nn.Module, path: Path) -> None:
@@ -32,4 +43,4 @@ def load_trainable(model: torch.nn.Module, path: Path) -> None:
             params[n].copy_(t.to(params[n].dtype))
 
 
-__all__ = ["save_trainable", "load_trainable", "trainable_state", "save_file"]
+__all__ = ["save_trainable", "save_state", "load_trainable", "trainable_state", "save_file"]

@@ -27,6 +27,7 @@ from citune.engine.batching import (collate, encode_examples, length_grouped_bat
                                     response_token_count)
 from citune.engine.loss import response_loss
 from citune.engine.objective import Objective, TrainExample
+from citune.engine.sharding import reshard
 from citune.errors import TrainingDiverged
 
 
@@ -144,9 +145,12 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
     batches = plan_batches(lengths, cfg, seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     total_updates = max(1, math.ceil(len(batches) / cfg.grad_accum))
+    reshard(model)  # FSDP2: the optimizer must get the shards, not what evaluation left gathered
     optimizer = _optimizer(model, cfg)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_updates), total_updates)
-    optimizer = accelerator.prepare(optimizer)  # the scheduler is stepped by hand, once per update
+    if not accelerator.is_fsdp2:  # FSDP2 prepares an optimizer only with its model; this one is made
+        optimizer = accelerator.prepare(optimizer)  # over the sharded parameters, so it needs nothing
+    # the scheduler is stepped by hand, once per update
     pad_id = bundle.tokenizer.pad_token_id
     task = bars.add_task(label, total=len(batches), info="") if bars is not None else None
     model.train()

@@ -13,6 +13,7 @@ from typing import Callable
 
 from citune.config import Config
 from citune.data.types import Instance, Stream, Task
+from citune.engine.sharding import lockstep
 from citune.evaluation.generate import GenRequest, max_new_tokens_for, pool_jobs, run_jobs, share_jobs
 from citune.evaluation.scores import exact_match, rouge_l
 from citune.evaluation.vscore import build_checker
@@ -52,8 +53,10 @@ def predict_tasks(bundle, tasks: list[Task], cfg: Config, bars=None, label: str 
     rank, world = _rank_world()
     mine = share_jobs(jobs, world)[rank] if world > 1 else list(range(len(jobs)))
     bar = bars.add_task(label, total=sum(len(jobs[j].index) for j in mine), info="") if bars else None
-    texts = run_jobs(bundle, [jobs[j] for j in mine],
-                     on_job=(lambda job: bars.update(bar, advance=len(job.index), info=str(job.keys[-1]))) if bars else None)
+    with lockstep(bundle.model, bundle.tokenizer.pad_token_id):  # ranks run different batches
+        texts = run_jobs(bundle, [jobs[j] for j in mine],
+                         on_job=(lambda job: bars.update(bar, advance=len(job.index), info=str(job.keys[-1])))
+                         if bars else None)
     found = [(j, t) for j, t in zip(mine, texts)]
     if world > 1:
         from accelerate.utils import gather_object

@@ -9,7 +9,7 @@ from accelerate import Accelerator
 from citune.config import Config
 from citune.data import build_stream
 from citune.data.types import Stream
-from citune.engine.checkpoint import save_trainable
+from citune.engine.checkpoint import save_state, trainable_state
 from citune.engine.objective import TrainExample
 from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, reset_peak_memory,
                                    seed_everything, train_stage)
@@ -104,16 +104,18 @@ def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model,
                             bars, label=f"train {entry['task']}", model=train_model)
         accelerator.log({"stage/final_loss": stats.final_loss, "stage/tokens_per_s": stats.tokens_per_second},
                         step=index)
+        state = trainable_state(bundle.model)  # on every rank: under FSDP2 it gathers the shards
         if main:
             write_jsonl(out / "replay.jsonl", replay_rows)
             write_jsonl(out / "train_log.jsonl", stats.log)
-            save_trainable(bundle.model, run.checkpoint(index))
+            save_state(state, run.checkpoint(index))
         t0 = time.perf_counter()
         strategy.after_stage(ctx)  # KPIG scores the task just learned here: part of its selection cost
         entry["selection_seconds"] = round(entry["selection_seconds"] + time.perf_counter() - t0, 3)
         entry.update(train_examples=stats.examples, replay_size=len(replay), train_tokens=stats.train_tokens,
                      train_seconds=round(stats.seconds, 3), tokens_per_second=round(stats.tokens_per_second, 1),
                      padding_share=stats.padding_share, processes=accelerator.num_processes,
+                     distributed=accelerator.distributed_type.value,
                      data_hash=content_hash(x.uid for x in data), replay_hash=content_hash(replay_rows))
     result = evaluate_stage(bundle, stream, index, cfg, checkers, bars)
     entry.update(status="done", seconds=round(time.perf_counter() - started, 3), **peak_memory_mb())
