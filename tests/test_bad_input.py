@@ -123,3 +123,16 @@ def test_real_process_prints_one_line_and_debug_shows_traceback(tmp_path):
     assert plain.stderr.strip().count("\n") == 0 and "magic" in plain.stderr
     debug = subprocess.run([sys.executable, "-m", "citune", "--debug", *cmd[3:]], capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_deepspeed_launch_stops_with_one_line(capsys, monkeypatch, tmp_path):
+    """Under a DeepSpeed launch (faked: DeepSpeed is not installed here) the run stops before writing."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    import citune.runs.runner as runner
+
+    monkeypatch.setattr(runner, "Accelerator", lambda **_: SimpleNamespace(distributed_type=DistributedType.DEEPSPEED))
+    expect_error(capsys, monkeypatch, tmp_path, [TINY], "accelerate launch", "DeepSpeed is not supported yet",
+                 "fsdp profile")

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from citune.config import Config
 from citune.data import build_stream
@@ -13,6 +14,7 @@ from citune.engine.checkpoint import save_state, trainable_state
 from citune.engine.objective import TrainExample
 from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, reset_peak_memory,
                                    seed_everything, train_stage)
+from citune.errors import InputError
 from citune.evaluation.evaluate import build_checkers, evaluate_stage
 from citune.evaluation.metrics import compute_metrics
 from citune.io import read_json, write_json, write_jsonl
@@ -26,9 +28,18 @@ from citune.runs.rundir import RunDir, content_hash
 def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
     trackers = [t for t in cfg.run.report_to if t != "wandb" or _has_wandb()]
     acc = Accelerator(cpu=cpu_processes(), log_with=trackers or None, project_dir=str(run_dir / "logs"))
+    check_distributed(acc.distributed_type)
     if trackers:
         acc.init_trackers("citune", config={"strategy": cfg.replay.strategy, "seed": cfg.seed})
     return acc
+
+
+def check_distributed(kind: DistributedType) -> None:
+    """Stop at once, in one line, under a setup the stage loop cannot train in."""
+    if kind == DistributedType.DEEPSPEED:
+        raise InputError("DeepSpeed is not supported yet: each stage makes a fresh optimizer, and DeepSpeed takes "
+                         "one only together with the model; launch with the fsdp profile instead (docs/SCALING.md)",
+                         "accelerate launch")
 
 
 def _has_wandb() -> bool:
