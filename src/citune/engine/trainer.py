@@ -148,9 +148,10 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
     reshard(model)  # FSDP2: the optimizer must get the shards, not what evaluation left gathered
     optimizer = _optimizer(model, cfg)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_updates), total_updates)
-    if not accelerator.is_fsdp2:  # FSDP2 prepares an optimizer only with its model; this one is made
-        optimizer = accelerator.prepare(optimizer)  # over the sharded parameters, so it needs nothing
-    # the scheduler is stepped by hand, once per update
+    # Under FSDP2 Accelerate prepares an optimizer only together with its model; made over the
+    # shards, this one needs nothing more. The scheduler is stepped by hand, once per update.
+    if not accelerator.is_fsdp2:
+        optimizer = accelerator.prepare(optimizer)
     pad_id = bundle.tokenizer.pad_token_id
     task = bars.add_task(label, total=len(batches), info="") if bars is not None else None
     model.train()
