@@ -113,6 +113,27 @@ def test_run_report(tmp_path):
     assert not list(run.glob(".*.tmp")) and not list((run / "plots").glob(".*.tmp"))
 
 
+def test_where_the_time_goes(tmp_path):
+    run = make_run(tmp_path)
+    manifest = read_json(run / "manifest.json")
+    for e in manifest["stages"][1:]:  # 60 s stages: 45 s training, 3 s selection (none at stage 1)
+        e.update(train_seconds=45.0, selection_seconds=3.0 * (e["index"] > 1), tokens_per_second=1234.5,
+                 peak_rss_mb=2048.4)
+    write_json(run / "manifest.json", manifest)
+    table = table_lines(build_report(run).read_text(), "| stage | task      |    time | training")
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert cells[0] == ["0", "base", "5.0 s", "0.0 s", "0.0 s", "0.0 %", "5.0 s", "n/a", "n/a"]
+    assert cells[1] == ["1", "sentiment", "1.0 min", "45.0 s", "0.0 s", "0.0 %", "15.0 s", "1,234", "2,048"]
+    assert cells[2] == ["2", "cola", "1.0 min", "45.0 s", "3.0 s", "5.0 %", "12.0 s", "1,234", "2,048"]
+    # 185 s in all, 135 s training, 6 s selection (3.2 %), 44 s the rest
+    assert cells[4] == ["all", "", "3.1 min", "2.2 min", "6.0 s", "3.2 %", "44.0 s", "", ""]
+    del manifest["stages"][3]["train_seconds"]  # a run written before these were recorded
+    write_json(run / "manifest.json", manifest)
+    table = table_lines(build_report(run).read_text(), "| stage | task      |    time | training")
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert cells[3][3:7] == ["n/a", "3.0 s", "5.0 %", "n/a"] and cells[4][3] == "n/a"
+
+
 def test_rebuild_drops_stale_plots(tmp_path):
     run = make_run(tmp_path)
     build_report(run)

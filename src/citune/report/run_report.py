@@ -41,6 +41,7 @@ def run_document(run: RunData) -> Doc:
     facts_section(doc, run)
     headline_section(doc, run)
     stages_section(doc, run)
+    cost_section(doc, run)
     matrix_section(doc, run)
     final_section(doc, run)
     rg_section(doc, run)
@@ -127,6 +128,43 @@ def stages_section(doc: Doc, run: RunData) -> None:
     doc.heading("Stages")
     doc.table(["stage", "task", "status", "time", "train tokens", "replayed", "AP_t", "RG_t", "P_t", "V_t"],
               rows, numeric_from=3)
+
+
+def _share(part: Any, whole: Any) -> str:
+    return f"{100 * part / whole:.1f} %" if part is not None and whole else fmt(None)
+
+
+def _whole(x: Any) -> str:
+    return fmt(round(x)) if x is not None else fmt(None)
+
+
+def cost_section(doc: Doc, run: RunData) -> None:
+    """Per stage: wall time split into training, replay selection and the rest (evaluation, writes),
+    training tokens/s and peak memory, from the manifest (older runs lack some of it: n/a)."""
+    entries = [e for e in run.all_stages if e.get("seconds") is not None]
+    if not entries:
+        return
+    gpu = any(e.get("peak_gpu_mb") is not None for e in entries)
+    rows, totals = [], [0.0, 0.0, 0.0]  # time, training, selection (None once a stage lacks one)
+    for e in entries:
+        default = 0.0 if e.get("index") == 0 else None  # the base stage neither trains nor selects
+        parts = [e["seconds"], e.get("train_seconds", default), e.get("selection_seconds", default)]
+        totals = [a + b if a is not None and b is not None else None for a, b in zip(totals, parts)]
+        rows.append([e.get("index"), e.get("task"), *_cost_cells(parts), _whole(e.get("tokens_per_second")),
+                     _whole(e.get("peak_rss_mb")), *([_whole(e.get("peak_gpu_mb"))] if gpu else [])])
+    rows.append(["all", "", *_cost_cells(totals), "", "", *([""] if gpu else [])])
+    doc.heading("Where the time goes")
+    doc.para("Stage 0 is the base model's evaluation. Replay selection includes what the strategy does "
+             "after training (KPIG scores the task just learned); the rest is evaluation and writing the "
+             "stage's files. Peak memory: the stage's resident-set high-water mark, MB.")
+    doc.table(["stage", "task", "time", "training", "selection", "selection share", "evaluation and rest",
+               "train tok/s", "peak RSS MB", *(["peak GPU MB"] if gpu else [])], rows, numeric_from=2)
+
+
+def _cost_cells(parts: list[float | None]) -> list[str]:
+    total, train, sel = parts
+    rest = total - train - sel if None not in parts else None
+    return [fmt_seconds(total), fmt_seconds(train), fmt_seconds(sel), _share(sel, total), fmt_seconds(rest)]
 
 
 def matrix_section(doc: Doc, run: RunData) -> None:
