@@ -168,7 +168,10 @@ class KPIGConfig(Strict):
     placeholder: str = "[...]"
     ig: Literal["nll", "entropy", "kl"] = "nll"
     probe: int = Field(32, gt=0)
-    pool: int = Field(128, gt=0)
+    # Candidates ranked by IG inside a task (at least its quota): the first `pool` of the same seeded
+    # order as the probe, so up to `probe` of them are scored already. pool = probe costs nothing
+    # beyond the probe; every candidate more costs two forward passes per stage (was 128).
+    pool: int = Field(32, gt=0)
     batch_size: int = Field(8, gt=0)  # instances per IG scoring batch (each is scored full and masked)
     quota: Literal["drop", "softmax"] = "drop"
     epsilon: float = Field(1e-3, gt=0)
