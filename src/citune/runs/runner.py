@@ -12,6 +12,7 @@ from citune.data import build_stream
 from citune.data.types import Stream
 from citune.engine.checkpoint import save_state, trainable_state
 from citune.engine.objective import TrainExample
+from citune.engine.sharding import params_sharded
 from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, reset_peak_memory,
                                    seed_everything, train_stage)
 from citune.errors import InputError
@@ -115,7 +116,8 @@ def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model,
                             bars, label=f"train {entry['task']}", model=train_model)
         accelerator.log({"stage/final_loss": stats.final_loss, "stage/tokens_per_s": stats.tokens_per_second},
                         step=index)
-        state = trainable_state(bundle.model)  # on every rank: under FSDP2 it gathers the shards
+        # under FSDP2 every rank takes part in gathering the shards; otherwise only the writer copies them
+        state = trainable_state(bundle.model) if main or params_sharded(bundle.model) else None
         if main:
             write_jsonl(out / "replay.jsonl", replay_rows)
             write_jsonl(out / "train_log.jsonl", stats.log)
