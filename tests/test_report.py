@@ -120,8 +120,12 @@ def test_where_the_time_goes(tmp_path):
         e.update(train_seconds=45.0, selection_seconds=3.0 * (e["index"] > 1), tokens_per_second=1234.5,
                  peak_rss_mb=2048.4)
     write_json(run / "manifest.json", manifest)
-    table = table_lines(build_report(run).read_text(), "| stage | task      |    time | training")
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+
+    def cost_cells():
+        table = table_lines(build_report(run).read_text(), "| stage | task      |    time | training")
+        return [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+
+    cells = cost_cells()
     assert cells[0] == ["0", "base", "5.0 s", "0.0 s", "0.0 s", "0.0 %", "5.0 s", "n/a", "n/a"]
     assert cells[1] == ["1", "sentiment", "1.0 min", "45.0 s", "0.0 s", "0.0 %", "15.0 s", "1,234", "2,048"]
     assert cells[2] == ["2", "cola", "1.0 min", "45.0 s", "3.0 s", "5.0 %", "12.0 s", "1,234", "2,048"]
@@ -129,8 +133,7 @@ def test_where_the_time_goes(tmp_path):
     assert cells[4] == ["all", "", "3.1 min", "2.2 min", "6.0 s", "3.2 %", "44.0 s", "", ""]
     del manifest["stages"][3]["train_seconds"]  # a run written before these were recorded
     write_json(run / "manifest.json", manifest)
-    table = table_lines(build_report(run).read_text(), "| stage | task      |    time | training")
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    cells = cost_cells()
     assert cells[3][3:7] == ["n/a", "3.0 s", "5.0 %", "n/a"] and cells[4][3] == "n/a"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from citune.engine.sharding import params_sharded
 from citune.io import atomic_write_bytes
 
 
@@ -21,15 +22,16 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_state(state: dict[str, torch.Tensor], path: Path) -> None:
+def save_trainable(model: torch.nn.Module, path: Path, write: bool = True) -> None:
+    """Write the trainable tensors to `path` (atomically) when `write`. Under FSDP2 every rank must
+    call this, writer or not: each tensor is gathered from all of them."""
     from safetensors.torch import save
 
-    # Tied weights appear once among named_parameters, so no tensor shares storage here.
-    atomic_write_bytes(path, save(state))
-
-
-def save_trainable(model: torch.nn.Module, path: Path) -> None:
-    save_state(trainable_state(model), path)
+    if not (write or params_sharded(model)):
+        return
+    state = trainable_state(model)
+    if write:  # tied weights appear once among named_parameters, so no tensor shares storage here
+        atomic_write_bytes(path, save(state))
 
 
 def load_trainable(model: torch.nn.Module, path: Path) -> None:
@@ -43,4 +45,4 @@ def load_trainable(model: torch.nn.Module, path: Path) -> None:
             params[n].copy_(t.to(params[n].dtype))
 
 
-__all__ = ["save_trainable", "save_state", "load_trainable", "trainable_state", "save_file"]
+__all__ = ["save_trainable", "load_trainable", "trainable_state", "save_file"]

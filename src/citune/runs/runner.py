@@ -10,9 +10,8 @@ from accelerate.utils import DistributedType
 from citune.config import Config
 from citune.data import build_stream
 from citune.data.types import Stream
-from citune.engine.checkpoint import save_state, trainable_state
+from citune.engine.checkpoint import save_trainable
 from citune.engine.objective import TrainExample
-from citune.engine.sharding import params_sharded
 from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, reset_peak_memory,
                                    seed_everything, train_stage)
 from citune.errors import InputError
@@ -116,12 +115,10 @@ def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model,
                             bars, label=f"train {entry['task']}", model=train_model)
         accelerator.log({"stage/final_loss": stats.final_loss, "stage/tokens_per_s": stats.tokens_per_second},
                         step=index)
-        # under FSDP2 every rank takes part in gathering the shards; otherwise only the writer copies them
-        state = trainable_state(bundle.model) if main or params_sharded(bundle.model) else None
+        save_trainable(bundle.model, run.checkpoint(index), write=main)  # every rank: FSDP2 gathers
         if main:
             write_jsonl(out / "replay.jsonl", replay_rows)
             write_jsonl(out / "train_log.jsonl", stats.log)
-            save_state(state, run.checkpoint(index))
         t0 = time.perf_counter()
         strategy.after_stage(ctx)  # KPIG scores the task just learned here: part of its selection cost
         entry["selection_seconds"] = round(entry["selection_seconds"] + time.perf_counter() - t0, 3)
