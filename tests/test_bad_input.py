@@ -125,14 +125,16 @@ def test_real_process_prints_one_line_and_debug_shows_traceback(tmp_path):
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
-def test_deepspeed_launch_stops_with_one_line(capsys, monkeypatch, tmp_path):
-    """Under a DeepSpeed launch (faked: DeepSpeed is not installed here) the run stops before writing."""
+def test_unsupported_deepspeed_stage_stops_with_one_line(capsys, monkeypatch, tmp_path):
+    """Under DeepSpeed ZeRO-1 (faked) the run stops before writing: stages 2 and 3 are supported."""
     from types import SimpleNamespace
 
     from accelerate.utils import DistributedType
 
     import citune.runs.runner as runner
 
-    monkeypatch.setattr(runner, "Accelerator", lambda **_: SimpleNamespace(distributed_type=DistributedType.DEEPSPEED))
-    expect_error(capsys, monkeypatch, tmp_path, [TINY], "accelerate launch", "DeepSpeed is not supported yet",
-                 "fsdp profile")
+    fake = SimpleNamespace(distributed_type=DistributedType.DEEPSPEED,
+                           state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(zero_stage=1)))
+    monkeypatch.setattr(runner, "Accelerator", lambda **_: fake)
+    expect_error(capsys, monkeypatch, tmp_path, [TINY], "accelerate launch", "DeepSpeed ZeRO stage 1 is not supported",
+                 "stage 2 or 3")

@@ -1,11 +1,15 @@
-"""Several processes: two CPU processes over gloo against one process, as DDP and as FSDP2.
+"""Several processes: two CPU processes over gloo against one process, as DDP, FSDP2 and DeepSpeed
+ZeRO-2 and ZeRO-3.
 
 The two processes are started the way the `cpu-2proc` profile launches them
 (`citune.launch.launch_command`: torchrun --standalone --nproc_per_node 2 -m citune ...):
 `accelerate launch --cpu --num_processes 2` starts several CPU processes only through mpirun,
 and otherwise starts a single one. The FSDP2 run is the same with Accelerate's FSDP2 switched on
 by tests/fsdp_on_cpu.py (Accelerate allows FSDP only on accelerator devices): parameters sharded
-across the two ranks, evaluation in lockstep, checkpoints gathered (engine/sharding.py).
+across the two ranks, evaluation in lockstep, checkpoints gathered (engine/sharding.py). The
+DeepSpeed runs switch Accelerate to DeepSpeed the same way (tests/deepspeed_on_cpu.py): one engine
+for the run with its optimizer reset per stage (engine/zero.py); ZeRO-3 shards the parameters as
+FSDP2 does. They are skipped where DeepSpeed is not installed.
 
 Every rank trains on a slice of each global batch with its loss weighted by its share of the
 batch's response tokens, so two ranks optimise exactly what one process optimises; evaluation deals
@@ -15,8 +19,8 @@ end-to-end comparison (the small tiny-model stream below, 2 stages, float32):
 - training: the same steps, and every logged loss within 1e-4 (relative) of the single process
   (the slices are padded to other widths, so float rounding may differ in the last digits);
 - evaluation: at least 7 of every 8 predictions identical, every score-matrix entry within 12.5
-  ROUGE-L points (one prediction of a task's 8). Observed here (DDP and FSDP2 alike): all
-  predictions identical, losses within 2e-5.
+  ROUGE-L points (one prediction of a task's 8). Observed here (DDP, FSDP2, ZeRO-2 and ZeRO-3
+  alike): all predictions identical, losses within 2e-5.
 Also: only the main process writes the run directory and prints the summary.
 """
 import json
@@ -33,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "examples" / "tiny.yaml"
 # Two tasks and a held-out one; batches of 3 leave a one-row batch in stage 2 (28 examples), so
 # one rank gets no row of it and runs a zero-weighted step; eval batches of 4 give 2 per task.
-OVERRIDES = ["data.synthetic.families=[sentiment,parity]", "data.synthetic.heldout_families=[arithmetic]",
+# Single-task experts (eval.ub=expert) are trained too, each run in a cache of its own.
+OVERRIDES = ["eval.ub=expert", "data.synthetic.families=[sentiment,parity]", "data.synthetic.heldout_families=[arithmetic]",
              "data.synthetic.train_per_task=24", "data.synthetic.test_per_task=8", "train.epochs=2",
              "train.batch_size=3", "eval.batch_size=4"]
 
@@ -51,21 +56,33 @@ def _run(cmd, env):
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     out = tmp_path_factory.mktemp("one") / "run"
-    return out, _run([sys.executable, "-m", "citune", "run", str(TINY), "-o", str(out), *OVERRIDES], _env())
+    return out, _run([sys.executable, "-m", "citune", "run", str(TINY), "-o", str(out), *OVERRIDES,
+                      f"run.cache_dir={out.parent / 'cache'}"], _env())
 
 
-@pytest.fixture(scope="module", params=["ddp", "fsdp2"])
+# The same two processes, with Accelerate switched to FSDP2 or DeepSpeed by a script (see the files).
+SWITCHED = {"ddp": [], "fsdp2": ["fsdp_on_cpu.py"], "zero2": ["deepspeed_on_cpu.py", "2"],
+            "zero3": ["deepspeed_on_cpu.py", "3"]}
+KIND = {"ddp": "MULTI_CPU", "fsdp2": "FSDP", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED"}
+SHARDS_PARAMETERS = {"fsdp2", "zero3"}
+
+
+@pytest.fixture(scope="module", params=list(SWITCHED))
 def runs(request, single, tmp_path_factory):
-    """(single-process run, two-process run, its distributed type, the two-process launch)."""
+    """(single-process run, two-process run, its setup (a key of SWITCHED), the two-process launch)."""
     from citune.launch import launch_command, launch_env
 
+    if request.param.startswith("zero"):
+        pytest.importorskip("deepspeed")
     two = tmp_path_factory.mktemp(request.param) / "run"
-    cmd = launch_command("cpu-2proc", ["run", str(TINY), "-o", str(two), *OVERRIDES], num_processes=2)
-    if request.param == "fsdp2":  # the same processes, with Accelerate's FSDP2 switched on (see the file)
+    cmd = launch_command("cpu-2proc", ["run", str(TINY), "-o", str(two), *OVERRIDES,
+                                       f"run.cache_dir={two.parent / 'cache'}"], num_processes=2)
+    if SWITCHED[request.param]:
+        script, *args = SWITCHED[request.param]
         at = cmd.index("-m", cmd.index("--nproc_per_node"))
-        cmd[at: at + 2] = [str(ROOT / "tests" / "fsdp_on_cpu.py")]
+        cmd[at: at + 2] = [str(ROOT / "tests" / script), *args]
     proc = _run(cmd, launch_env("cpu-2proc", _env()))
-    return single[0], two, {"ddp": "MULTI_CPU", "fsdp2": "FSDP"}[request.param], proc
+    return single[0], two, request.param, proc
 
 
 def _stages(run: Path):
@@ -105,6 +122,13 @@ def test_evaluation_matches(runs):
         assert np.nanmax(diff) <= 12.5, (key, ma[key], mb[key])
 
 
+def test_experts_are_trained_and_match(runs):  # each expert: its own model (under DeepSpeed, its own engine)
+    one, two, _, _ = runs
+    ua, ub = (json.loads((d / "manifest.json").read_text())["expert_ub"] for d in (one, two))
+    assert len(ua) == len(ub) == 2 and np.allclose(ua, ub, atol=12.5), (ua, ub)
+    assert len(list((two.parent / "cache" / "experts").glob("*.json"))) == 2
+
+
 def test_only_the_main_process_writes_and_reports(runs):
     one, two, _, proc = runs
     assert "Run directory:" in proc.stdout
@@ -117,10 +141,13 @@ def test_only_the_main_process_writes_and_reports(runs):
     assert all("peak_rss_mb" in s for s in manifest["stages"])
 
 
-def test_the_manifest_names_the_distributed_type(runs):  # FSDP2: the parameters really were sharded
-    one, two, kind, _ = runs
-    assert [s["distributed"] for s in json.loads((two / "manifest.json").read_text())["stages"][1:]] == [kind] * 2
-    assert [s["distributed"] for s in json.loads((one / "manifest.json").read_text())["stages"][1:]] == ["NO"] * 2
+def test_the_manifest_names_the_distributed_type(runs):  # and whether the parameters really were sharded
+    one, two, setup, _ = runs
+    stages = json.loads((two / "manifest.json").read_text())["stages"][1:]
+    assert [s["distributed"] for s in stages] == [KIND[setup]] * 2
+    assert [s["sharded"] for s in stages] == [setup in SHARDS_PARAMETERS] * 2
+    single = json.loads((one / "manifest.json").read_text())["stages"][1:]
+    assert [(s["distributed"], s["sharded"]) for s in single] == [("NO", False)] * 2
 
 
 def test_rank_slices_reproduce_the_single_process_gradient():

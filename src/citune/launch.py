@@ -5,8 +5,8 @@ The profiles are Accelerate config files shipped in `citune/profiles/`:
     single-gpu        one process, one GPU, bf16 autocast
     multi-gpu         DDP, one process per GPU (--num_processes N), bf16 autocast
     fsdp              FSDP2 across GPUs, bf16 autocast
-    deepspeed-zero2   DeepSpeed ZeRO-2 across GPUs, bf16: not supported yet (the run stops at once)
-    deepspeed-zero3   DeepSpeed ZeRO-3 across GPUs, bf16: not supported yet (the run stops at once)
+    deepspeed-zero2   DeepSpeed ZeRO-2 across GPUs, bf16 (needs deepspeed)
+    deepspeed-zero3   DeepSpeed ZeRO-3 across GPUs, bf16 (needs deepspeed)
     cpu-2proc         two CPU processes over gloo, float32 (what CI runs)
 
 `launch_command("multi-gpu", ["run", "cfg.yaml", "-o", "runs/x"], num_processes=4)` returns

@@ -1,7 +1,7 @@
 """Sharded parameters (FSDP2): what changes when no rank holds the whole model.
 
-Under FSDP2 every forward pass of the model gathers each layer's parameters from all ranks, so a
-forward is a collective: the ranks must run the same number of them, in the same order. Training
+Under FSDP2 (and DeepSpeed ZeRO-3) every forward pass of the model gathers each layer's parameters
+from all ranks, so a forward is a collective: the ranks must run the same number of them, in the same order. Training
 and KPIG's scoring already do (every rank runs every step, on the same data); evaluation deals
 different batches to different ranks, which generate for different numbers of steps. `lockstep`
 pairs the forwards of the ranks there. Training starts from resharded parameters (`reshard`). (A
@@ -16,10 +16,15 @@ import torch
 
 
 def params_sharded(model: torch.nn.Module) -> bool:
-    """True when `model` (or a part of it) is sharded by FSDP2 (`fully_shard`)."""
+    """True when `model` (or a part of it) is sharded by FSDP2 (`fully_shard`) or DeepSpeed ZeRO-3."""
     from torch.distributed.fsdp import FSDPModule
 
-    return any(isinstance(m, FSDPModule) for m in model.modules())
+    return any(isinstance(m, FSDPModule) for m in model.modules()) or zero3_partitioned(model)
+
+
+def zero3_partitioned(model: torch.nn.Module) -> bool:
+    """True when DeepSpeed ZeRO-3 has partitioned the parameters of `model` (they carry a `ds_id`)."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
 
 
 def reshard(model: torch.nn.Module) -> None:

@@ -28,6 +28,7 @@ from citune.engine.batching import (collate, encode_examples, length_grouped_bat
 from citune.engine.loss import response_loss
 from citune.engine.objective import Objective, TrainExample
 from citune.engine.sharding import reshard
+from citune.engine.zero import backward_step, fresh_stage_optimizer, prepare_engine, uses_deepspeed
 from citune.errors import TrainingDiverged
 
 
@@ -127,10 +128,30 @@ def plan_batches(lengths: list[int], cfg: TrainConfig, seed: int) -> list[list[i
 def release(accelerator: Accelerator, *objects) -> None:
     """Drop the Accelerator's own references to prepared objects that are done with (a stage's
     optimizer, an expert's model): it keeps every prepared object otherwise, so a run of K stages of
-    full fine-tuning would hold K optimizer states (two copies of the weights each)."""
+    full fine-tuning would hold K optimizer states (two copies of the weights each). A DeepSpeed
+    engine takes its optimizer (kept by the Accelerator in a wrapper) with it."""
     done = {id(o) for o in objects}
-    accelerator._optimizers = [o for o in accelerator._optimizers if id(o) not in done]
+    engine_optimizers = {id(o.optimizer) for o in objects if uses_deepspeed(accelerator) and hasattr(o, "optimizer")}
+    accelerator._optimizers = [o for o in accelerator._optimizers
+                               if id(o) not in done and id(getattr(o, "optimizer", None)) not in engine_optimizers]
     accelerator._models = [m for m in accelerator._models if id(m) not in done]
+
+
+def clip_gradients(accelerator: Accelerator, model: torch.nn.Module, max_norm: float) -> None:
+    """Clip the global gradient norm (after unscaling fp16 gradients), as `accelerator.clip_grad_norm_`
+    does, but also when several FSDP2 models are prepared (an expert beside the run's model): there
+    Accelerate compares parameter lists elementwise and fails on the DTensors. torch's clip reduces
+    DTensor gradients over their mesh itself."""
+    accelerator.unscale_gradients()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
+
+
+def prepare_for_training(accelerator: Accelerator, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+    """`model` as the stages train it: prepared by Accelerate (DDP, FSDP2), or under DeepSpeed the
+    engine made once with its optimizer (engine/zero.py)."""
+    if uses_deepspeed(accelerator):
+        return prepare_engine(accelerator, model, cfg, _optimizer)
+    return accelerator.prepare(model)
 
 
 def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], cfg: TrainConfig, seed: int,
@@ -145,12 +166,13 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
     batches = plan_batches(lengths, cfg, seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     total_updates = max(1, math.ceil(len(batches) / cfg.grad_accum))
+    deepspeed = uses_deepspeed(accelerator)
     reshard(model)  # FSDP2: the optimizer must get the shards, not what evaluation left gathered
-    optimizer = _optimizer(model, cfg)
+    optimizer = fresh_stage_optimizer(model, cfg) if deepspeed else _optimizer(model, cfg)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_updates), total_updates)
     # Under FSDP2 Accelerate prepares an optimizer only together with its model; made over the
     # shards, this one needs nothing more. The scheduler is stepped by hand, once per update.
-    if not accelerator.is_fsdp2:
+    if not (accelerator.is_fsdp2 or deepspeed):
         optimizer = accelerator.prepare(optimizer)
     pad_id = bundle.tokenizer.pad_token_id
     task = bars.add_task(label, total=len(batches), info="") if bars is not None else None
@@ -165,7 +187,7 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
         group_start = (step - 1) // cfg.grad_accum * cfg.grad_accum
         group_size = min(cfg.grad_accum, len(batches) - group_start)
         update = step == group_start + group_size
-        with contextlib.nullcontext() if update else accelerator.no_sync(model):
+        with contextlib.nullcontext() if update or deepspeed else accelerator.no_sync(model):
             if objective is not None:
                 loss, extra = objective.loss(model, batch)
             else:
@@ -177,12 +199,16 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
             loss_value = float(shown)
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(f"{label}: loss is {loss_value} at step {step}; the stage was stopped")
-            accelerator.backward(loss * (weight / group_size))
+            if deepspeed:  # the engine divides by its gradient_accumulation_steps (= cfg.grad_accum)
+                backward_step(model, loss * (weight * cfg.grad_accum / group_size), update)
+            else:
+                accelerator.backward(loss * (weight / group_size))
         if update:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            if not deepspeed:  # the engine clipped, stepped and zeroed in backward_step
+                clip_gradients(accelerator, model, cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
         tokens += sum(lengths[i] for i in batch_idx)
         elapsed = time.perf_counter() - start
         log.append({"step": step, "loss": round(loss_value, 6), "lr": scheduler.get_last_lr()[0],
@@ -191,7 +217,8 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
         if task is not None:
             bars.update(task, advance=1, info=f"loss {loss_value:.3f} · {tokens / max(elapsed, 1e-9):,.0f} tok/s")
     model.eval()
-    release(accelerator, optimizer)
+    if not deepspeed:  # the engine's optimizer lives as long as the run
+        release(accelerator, optimizer)
     if task is not None:
         bars.remove_task(task)
     return StageStats(steps=len(batches), examples=len(rows), train_tokens=tokens,

@@ -14,7 +14,7 @@ from accelerate import Accelerator
 from citune.config import Config
 from citune.data.types import Task
 from citune.engine.objective import TrainExample
-from citune.engine.trainer import release, train_stage
+from citune.engine.trainer import prepare_for_training, release, train_stage
 from citune.evaluation.evaluate import evaluate_task
 from citune.evaluation.vscore import build_checker
 from citune.io import read_json, write_json
@@ -34,7 +34,7 @@ def expert_score(cfg: Config, task: Task, cache: Path, accelerator: Accelerator)
     if path.is_file():
         return read_json(path)["rougeL"]
     bundle = load_model(cfg.model, cache, seed=cfg.seed)
-    model = accelerator.prepare(bundle.model)
+    model = prepare_for_training(accelerator, bundle.model, cfg.train)
     train_stage(accelerator, bundle, [TrainExample(x) for x in task.train], cfg.train, cfg.seed * 1000 + 999,
                 label=f"expert {task.name}", model=model)
     summary, _ = evaluate_task(bundle, task, cfg, build_checker(task))

@@ -12,8 +12,9 @@ from citune.data import build_stream
 from citune.data.types import Stream
 from citune.engine.checkpoint import save_trainable
 from citune.engine.objective import TrainExample
-from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, reset_peak_memory,
-                                   seed_everything, train_stage)
+from citune.engine.sharding import params_sharded
+from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, prepare_for_training,
+                                   reset_peak_memory, seed_everything, train_stage)
 from citune.errors import InputError
 from citune.evaluation.evaluate import build_checkers, evaluate_stage
 from citune.evaluation.metrics import compute_metrics
@@ -28,18 +29,19 @@ from citune.runs.rundir import RunDir, content_hash
 def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
     trackers = [t for t in cfg.run.report_to if t != "wandb" or _has_wandb()]
     acc = Accelerator(cpu=cpu_processes(), log_with=trackers or None, project_dir=str(run_dir / "logs"))
-    check_distributed(acc.distributed_type)
+    check_distributed(acc)
     if trackers:
         acc.init_trackers("citune", config={"strategy": cfg.replay.strategy, "seed": cfg.seed})
     return acc
 
 
-def check_distributed(kind: DistributedType) -> None:
+def check_distributed(accelerator: Accelerator) -> None:
     """Stop at once, in one line, under a setup the stage loop cannot train in."""
-    if kind == DistributedType.DEEPSPEED:
-        raise InputError("DeepSpeed is not supported yet: each stage makes a fresh optimizer, and DeepSpeed takes "
-                         "one only together with the model; launch with the fsdp profile instead (docs/SCALING.md)",
-                         "accelerate launch")
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        stage = accelerator.state.deepspeed_plugin.zero_stage
+        if stage not in (2, 3):
+            raise InputError(f"DeepSpeed ZeRO stage {stage} is not supported: use stage 2 or 3 (the "
+                             "deepspeed-zero2 / deepspeed-zero3 profiles) or the multi-gpu profile", "accelerate launch")
 
 
 def _has_wandb() -> bool:
@@ -67,7 +69,7 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     cache = cache_root(cfg.run.cache_dir)
     done = [s["index"] for s in stages if s["status"] == "done" and s["index"] > 0]
     bundle = load_model(cfg.model, cache, state=run.checkpoint(max(done)) if done else None, seed=cfg.seed)
-    train_model = accelerator.prepare(bundle.model)
+    train_model = prepare_for_training(accelerator, bundle.model, cfg.train)
     checkers = build_checkers(stream)
     with progress_bars(cfg.run.quiet or not main) as bars:
         overall = bars.add_task("stages", total=len(stages), info=cfg.replay.strategy)
@@ -125,7 +127,7 @@ def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model,
         entry.update(train_examples=stats.examples, replay_size=len(replay), train_tokens=stats.train_tokens,
                      train_seconds=round(stats.seconds, 3), tokens_per_second=round(stats.tokens_per_second, 1),
                      padding_share=stats.padding_share, processes=accelerator.num_processes,
-                     distributed=accelerator.distributed_type.value,
+                     distributed=accelerator.distributed_type.value, sharded=params_sharded(bundle.model),
                      data_hash=content_hash(x.uid for x in data), replay_hash=content_hash(replay_rows))
     result = evaluate_stage(bundle, stream, index, cfg, checkers, bars)
     entry.update(status="done", seconds=round(time.perf_counter() - started, 3), **peak_memory_mb())
