@@ -138,3 +138,24 @@ def test_unsupported_deepspeed_stage_stops_with_one_line(capsys, monkeypatch, tm
     monkeypatch.setattr(runner, "Accelerator", lambda **_: fake)
     expect_error(capsys, monkeypatch, tmp_path, [TINY], "accelerate launch", "DeepSpeed ZeRO stage 1 is not supported",
                  "stage 2 or 3")
+
+
+def test_deepspeed_offload_and_zero3_init_are_refused():
+    """Offloaded optimizer state and zero.Init'd parameters are refused in one line, naming the setting."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from citune.errors import InputError
+    from citune.runs.runner import check_distributed
+
+    def launch(zero, init=False):
+        plugin = SimpleNamespace(zero_stage=3, zero3_init_flag=init, deepspeed_config={"zero_optimization": zero})
+        return SimpleNamespace(distributed_type=DistributedType.DEEPSPEED, state=SimpleNamespace(deepspeed_plugin=plugin))
+
+    check_distributed(launch({"stage": 3, "offload_optimizer": {"device": "none"}}))  # the shipped profiles
+    for zero, init, named in [({"offload_optimizer": {"device": "cpu"}}, False, "offload_optimizer"),
+                              ({"offload_param": {"device": "nvme"}}, False, "offload_param"),
+                              ({}, True, "zero3_init_flag")]:
+        with pytest.raises(InputError, match=named):
+            check_distributed(launch(zero, init))

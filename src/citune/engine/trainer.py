@@ -146,11 +146,13 @@ def clip_gradients(accelerator: Accelerator, model: torch.nn.Module, max_norm: f
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
 
 
-def prepare_for_training(accelerator: Accelerator, model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:
+def prepare_for_training(accelerator: Accelerator, model: torch.nn.Module, cfg: TrainConfig,
+                         checkpoint: Path | None = None) -> torch.nn.Module:
     """`model` as the stages train it: prepared by Accelerate (DDP, FSDP2), or under DeepSpeed the
-    engine made once with its optimizer (engine/zero.py)."""
+    engine made once with its optimizer (engine/zero.py). `checkpoint`: the stage state already
+    loaded into `model` on resume (DeepSpeed also restores its float32 masters from it)."""
     if uses_deepspeed(accelerator):
-        return prepare_engine(accelerator, model, cfg, _optimizer)
+        return prepare_engine(accelerator, model, cfg, _optimizer, checkpoint)
     return accelerator.prepare(model)
 
 

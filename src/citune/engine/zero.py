@@ -14,8 +14,10 @@ lockstep and checkpoints gather the trainable tensors (engine/sharding.py, engin
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
@@ -26,26 +28,58 @@ def uses_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED
 
 
-def prepare_engine(accelerator: Accelerator, model: torch.nn.Module, cfg: TrainConfig, make_optimizer):
+def load_models_whole(accelerator: Accelerator) -> None:
+    """Under DeepSpeed, Accelerate registers its config with transformers, which then partitions
+    every model `from_pretrained` loads in a ZeRO-3 run (zero.Init): the run's model, and also the
+    sentence encoder, taggers and base models citune reads whole beside it. citune hands the
+    engine a whole model instead (ZeRO-3 partitions it when the engine is made), so the
+    registration is dropped. (Each rank then loads the whole model once, in host memory.)"""
+    if uses_deepspeed(accelerator):
+        from transformers.integrations import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+
+
+def prepare_engine(accelerator: Accelerator, model: torch.nn.Module, cfg: TrainConfig, make_optimizer,
+                   checkpoint: Path | None = None):
     """The DeepSpeed engine over `model` and an AdamW (`make_optimizer(model, cfg)`), with the
     run's batch, accumulation and clipping written into the DeepSpeed config first (Accelerate
-    would otherwise ask for a dataloader to infer them)."""
+    would otherwise ask for a dataloader to infer them). Gradients accumulate in float32 under
+    bf16 too, as under DDP with autocast. On resume, `checkpoint` (already loaded into `model`)
+    also becomes the float32 masters: the engine made them from the module, which bf16 rounded."""
     world = accelerator.num_processes
     micro = max(1, math.ceil(cfg.batch_size / world))
     ds = accelerator.state.deepspeed_plugin.deepspeed_config
     ds.update(train_micro_batch_size_per_gpu=micro, gradient_accumulation_steps=cfg.grad_accum,
               train_batch_size=micro * cfg.grad_accum * world, gradient_clipping=cfg.max_grad_norm)
+    ds.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
     accelerator.gradient_accumulation_steps = cfg.grad_accum
     engine, _ = accelerator.prepare(model, make_optimizer(model, cfg))
+    if checkpoint is not None:
+        _restore_masters(engine, checkpoint)
     return engine
 
 
+def _restore_masters(engine, checkpoint: Path) -> None:
+    from deepspeed.utils import safe_set_full_fp32_param
+
+    state = load_file(str(checkpoint))
+    for name, p in engine.module.named_parameters():
+        if p.requires_grad and name in state:  # each rank copies its own partition: no collective
+            safe_set_full_fp32_param(p, state[name].float())
+
+
 def fresh_stage_optimizer(engine, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The engine's own AdamW, reset to what a new one would be: no moments, no step count, the
-    base learning rate (the stage's schedule is then made over it). ZeRO keeps the fp32 master
-    partitions as this optimizer's parameters, so resetting it leaves the weights alone."""
+    """The engine's own AdamW, reset to what a new one would be: moments and step counts zeroed,
+    the base learning rate (the stage's schedule is then made over it). ZeRO keeps the fp32 master
+    partitions as this optimizer's parameters, so resetting it leaves the weights alone. The state
+    is zeroed in place, not dropped: ZeRO-2 links views of the moments to each parameter once
+    (`_hp_mapping`), and new tensors would leave those views on stale, still-allocated ones."""
     base = engine.optimizer.optimizer
-    base.state.clear()
+    for state in base.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                value.zero_()
     for group in base.param_groups:
         group.pop("initial_lr", None)
         group["lr"] = cfg.lr

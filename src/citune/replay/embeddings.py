@@ -69,11 +69,21 @@ def _frozen_embeddings(mcfg: "ModelConfig") -> bool:
     return mcfg.finetune == "lora" and not any("embed" in m or "lm_head" in m for m in mcfg.lora.target_modules)
 
 
+def _whole_float32(model) -> bool:
+    """The embedding matrix of `model` is the base model's as loaded: not sharded (FSDP2, ZeRO-3)
+    and not cast to bf16 (DeepSpeed casts the module)."""
+    import torch
+
+    from citune.engine.sharding import params_sharded
+
+    return not params_sharded(model) and model.get_input_embeddings().weight.dtype == torch.float32
+
+
 def _embedding_table(mcfg: "ModelConfig", cache_dir: Path, bundle: "ModelBundle | None"):
     """(input embedding matrix as float32 numpy, tokenizer) of the base model; from `bundle` when it is equal."""
     key = model_id(mcfg)
     if key not in _TABLES:
-        if bundle is not None and _frozen_embeddings(mcfg):
+        if bundle is not None and _frozen_embeddings(mcfg) and _whole_float32(bundle.model):
             model, tok = bundle.model, bundle.tokenizer
         else:
             from citune.models.loading import load_base

@@ -13,6 +13,7 @@ from citune.data.types import Stream
 from citune.engine.checkpoint import save_trainable
 from citune.engine.objective import TrainExample
 from citune.engine.sharding import params_sharded
+from citune.engine.zero import load_models_whole
 from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, prepare_for_training,
                                    reset_peak_memory, seed_everything, train_stage)
 from citune.errors import InputError
@@ -38,10 +39,18 @@ def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
 def check_distributed(accelerator: Accelerator) -> None:
     """Stop at once, in one line, under a setup the stage loop cannot train in."""
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
-        stage = accelerator.state.deepspeed_plugin.zero_stage
-        if stage not in (2, 3):
-            raise InputError(f"DeepSpeed ZeRO stage {stage} is not supported: use stage 2 or 3 (the "
+        plugin = accelerator.state.deepspeed_plugin
+        if plugin.zero_stage not in (2, 3):
+            raise InputError(f"DeepSpeed ZeRO stage {plugin.zero_stage} is not supported: use stage 2 or 3 (the "
                              "deepspeed-zero2 / deepspeed-zero3 profiles) or the multi-gpu profile", "accelerate launch")
+        zero = plugin.deepspeed_config.get("zero_optimization", {})
+        offload = [k for k in ("offload_optimizer", "offload_param")
+                   if str((zero.get(k) or {}).get("device", "none")).lower() != "none"]
+        if offload or getattr(plugin, "zero3_init_flag", False):
+            what = ", ".join(offload) or "zero3_init_flag"
+            raise InputError(f"DeepSpeed {what} is not supported (citune resets the optimizer in place at every "
+                             "stage and loads checkpoints into whole parameters): use the deepspeed-zero2 / "
+                             "deepspeed-zero3 profiles as shipped", "accelerate launch")
 
 
 def _has_wandb() -> bool:
@@ -57,6 +66,7 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     strategy = get_strategy(cfg.replay.strategy, cfg)
     run = RunDir(run_dir)
     accelerator = make_accelerator(cfg, run_dir)
+    load_models_whole(accelerator)  # DeepSpeed ZeRO-3 partitions the model when the engine is made
     configure_threads(cfg.train.threads)
     main = accelerator.is_main_process
     manifest = run.init(cfg, stream.names, resume) if main else None
@@ -68,8 +78,9 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
         return read_json(run_dir / "metrics.json")
     cache = cache_root(cfg.run.cache_dir)
     done = [s["index"] for s in stages if s["status"] == "done" and s["index"] > 0]
-    bundle = load_model(cfg.model, cache, state=run.checkpoint(max(done)) if done else None, seed=cfg.seed)
-    train_model = prepare_for_training(accelerator, bundle.model, cfg.train)
+    checkpoint = run.checkpoint(max(done)) if done else None
+    bundle = load_model(cfg.model, cache, state=checkpoint, seed=cfg.seed)
+    train_model = prepare_for_training(accelerator, bundle.model, cfg.train, checkpoint)
     checkers = build_checkers(stream)
     with progress_bars(cfg.run.quiet or not main) as bars:
         overall = bars.add_task("stages", total=len(stages), info=cfg.replay.strategy)
