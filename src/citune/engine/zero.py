@@ -33,7 +33,8 @@ def load_models_whole(accelerator: Accelerator) -> None:
     every model `from_pretrained` loads in a ZeRO-3 run (zero.Init): the run's model, and also the
     sentence encoder, taggers and base models citune reads whole beside it. citune hands the
     engine a whole model instead (ZeRO-3 partitions it when the engine is made), so the
-    registration is dropped. (Each rank then loads the whole model once, in host memory.)"""
+    registration is dropped. (Each rank then loads the whole model once, and each GPU holds it
+    whole until the engine partitions it: a model must fit on one GPU at start-up.)"""
     if uses_deepspeed(accelerator):
         from transformers.integrations import unset_hf_deepspeed_config
 
@@ -61,12 +62,25 @@ def prepare_engine(accelerator: Accelerator, model: torch.nn.Module, cfg: TrainC
 
 
 def _restore_masters(engine, checkpoint: Path) -> None:
-    from deepspeed.utils import safe_set_full_fp32_param
-
     state = load_file(str(checkpoint))
     for name, p in engine.module.named_parameters():
         if p.requires_grad and name in state:  # each rank copies its own partition: no collective
-            safe_set_full_fp32_param(p, state[name].float())
+            _set_master(p, state[name].float())
+
+
+def _set_master(p: torch.nn.Parameter, value: torch.Tensor) -> None:
+    from deepspeed.utils import safe_set_full_fp32_param, safe_set_local_fp32_param
+
+    if not hasattr(p, "ds_id"):  # ZeRO-2: each rank's fragment is cut from the whole tensor
+        safe_set_full_fp32_param(p, value)
+        return
+    # ZeRO-3 pads every partition to ceil(numel / ranks), and its set_full reads past the end of an
+    # unpadded value on the last rank; so this rank's padded slice is cut here.
+    size = p.ds_tensor.numel()
+    group = p.ds_process_group
+    rank, world = torch.distributed.get_rank(group=group), torch.distributed.get_world_size(group=group)
+    flat = torch.nn.functional.pad(value.flatten(), (0, size * world - value.numel()))
+    safe_set_local_fp32_param(p, flat[size * rank: size * (rank + 1)])
 
 
 def fresh_stage_optimizer(engine, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -69,21 +69,21 @@ def _frozen_embeddings(mcfg: "ModelConfig") -> bool:
     return mcfg.finetune == "lora" and not any("embed" in m or "lm_head" in m for m in mcfg.lora.target_modules)
 
 
-def _whole_float32(model) -> bool:
-    """The embedding matrix of `model` is the base model's as loaded: not sharded (FSDP2, ZeRO-3)
-    and not cast to bf16 (DeepSpeed casts the module)."""
-    import torch
-
+def _as_loaded(model, mcfg: "ModelConfig") -> bool:
+    """The embedding matrix of `model` is the base model's as `load_base` would give it: not sharded
+    (FSDP2, ZeRO-3) and in the configured dtype (a DeepSpeed engine casts the module to bf16)."""
     from citune.engine.sharding import params_sharded
+    from citune.models.loading import _DTYPES
 
-    return not params_sharded(model) and model.get_input_embeddings().weight.dtype == torch.float32
+    dtype = model.get_input_embeddings().weight.dtype
+    return not params_sharded(model) and (mcfg.dtype == "auto" or dtype == _DTYPES[mcfg.dtype])
 
 
 def _embedding_table(mcfg: "ModelConfig", cache_dir: Path, bundle: "ModelBundle | None"):
     """(input embedding matrix as float32 numpy, tokenizer) of the base model; from `bundle` when it is equal."""
     key = model_id(mcfg)
     if key not in _TABLES:
-        if bundle is not None and _frozen_embeddings(mcfg) and _whole_float32(bundle.model):
+        if bundle is not None and _frozen_embeddings(mcfg) and _as_loaded(bundle.model, mcfg):
             model, tok = bundle.model, bundle.tokenizer
         else:
             from citune.models.loading import load_base

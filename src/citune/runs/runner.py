@@ -46,11 +46,10 @@ def check_distributed(accelerator: Accelerator) -> None:
         zero = plugin.deepspeed_config.get("zero_optimization", {})
         offload = [k for k in ("offload_optimizer", "offload_param")
                    if str((zero.get(k) or {}).get("device", "none")).lower() != "none"]
-        if offload or getattr(plugin, "zero3_init_flag", False):
-            what = ", ".join(offload) or "zero3_init_flag"
-            raise InputError(f"DeepSpeed {what} is not supported (citune resets the optimizer in place at every "
-                             "stage and loads checkpoints into whole parameters): use the deepspeed-zero2 / "
-                             "deepspeed-zero3 profiles as shipped", "accelerate launch")
+        if offload:
+            raise InputError(f"DeepSpeed {', '.join(offload)} is not supported (citune resets the optimizer "
+                             "state in place at every stage; offloaded state lives outside it): use the "
+                             "deepspeed-zero2 / deepspeed-zero3 profiles as shipped", "accelerate launch")
 
 
 def _has_wandb() -> bool:
