@@ -4,7 +4,7 @@ citune makes a fresh AdamW at every stage, but DeepSpeed takes an optimizer only
 its model, and a second engine over the same module fails (ZeRO-2's gradient partitioning breaks
 in its first backward). So under DeepSpeed the model and one AdamW are prepared once
 (`prepare_engine`) and every stage starts that optimizer afresh (`fresh_stage_optimizer`: state
-cleared, learning rate back to its base value), which is what a new AdamW would be. The engine owns
+zeroed in place, learning rate back to its base value), which is what a new AdamW would be. The engine owns
 the step: `backward_step` tells it where a gradient-accumulation group ends, and it clips
 (`gradient_clipping`, set from `train.max_grad_norm`), steps and zeroes the gradients there.
 
