@@ -126,3 +126,52 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
     assert "loss is" in proc.stderr and "--resume" in proc.stderr and "Traceback" not in proc.stderr
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     assert stages[0]["status"] == "done" and stages[1]["status"] == "running"
+
+
+def _eval_files(run_dir):
+    return sorted(Path(run_dir).glob("stages/*/eval.json"))
+
+
+def test_score_run_dir_rescores_stored_predictions(tiny_run, tmp_path):
+    """A scorer fix reaches an old run: rows scored by the old tokenizer (Chinese identical pair: 0)
+    are rescored, the summaries, metrics.json and the report follow; an unchanged run stays the same."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    before = json.loads((run / "metrics.json").read_text())
+    proc = citune("score", run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "0 primary scores changed" in proc.stdout
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["matrix"] == before["matrix"] and after["ap"] == before["ap"]
+    # plant an identical Chinese answer scored 0, as rouge-score's default tokenizer scored it
+    last = _eval_files(run)[-1]
+    ev = json.loads(last.read_text())
+    task = next(iter(ev["tasks"]))
+    row = ev["predictions"][task][0]
+    row.update(prediction="支持", references=["支持"], rougeL=0.0)
+    n = len(ev["predictions"][task])
+    ev["tasks"][task]["rougeL"] = ev["tasks"][task]["score"] = sum(r["rougeL"] for r in ev["predictions"][task]) / n
+    last.write_text(json.dumps(ev))
+    (run / "report.md").unlink()
+    out = tmp_path / "metrics.json"
+    proc = citune("score", run, "--json", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 primary scores changed" in proc.stdout
+    rescored = json.loads(last.read_text())
+    assert rescored["predictions"][task][0]["rougeL"] == 100.0
+    expected = sum(r["rougeL"] for r in rescored["predictions"][task]) / n
+    assert rescored["tasks"][task]["score"] == pytest.approx(expected)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["matrix"][-1][list(metrics["tasks"]).index(task)] == pytest.approx(expected)
+    assert json.loads(out.read_text()) == metrics and (run / "report.md").is_file()
+
+
+def test_score_run_dir_mistakes_exit_2(tiny_run, tmp_path):
+    proc = citune("score", tiny_run[0], "--metric", "rougeL")
+    assert proc.returncode == 2 and "--metric" in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = citune("score", empty)
+    assert proc.returncode == 2 and "no manifest.json" in proc.stderr and "Traceback" not in proc.stderr

@@ -141,3 +141,13 @@ def test_registry():
     assert score("option_accuracy", "B. because", ["B"]) == 100.0
     for name in SCORER_NAMES:
         assert 0.0 <= score(name, "B 3 x", ["B 4 y"]) <= 100.0
+
+
+def test_the_config_knows_every_scorer():
+    """config.ScorerName validates scorer names at load time; it must list the registry exactly."""
+    from typing import get_args
+
+    from citune.config import ScorerName
+    from citune.evaluation.scores import SCORER_NAMES
+
+    assert get_args(ScorerName) == SCORER_NAMES

@@ -140,6 +140,46 @@ def keyparts(config: Optional[str] = typer.Argument(None), overrides: Optional[L
     Console().print(keyparts_report(cfg, build_stream(cfg), cache_root(cfg.run.cache_dir)))
 
 
+@app.command()
+def score(
+    target: str = typer.Argument(..., help="A JSONL file of {prediction, references, metric?} lines, or a run directory."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Scorer of lines without a 'metric' (default rougeL)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write {n, scores} as JSON to this file."),
+):
+    """Score predictions with the benchmarks' scorers: the mean (x100) of each metric. On a run
+    directory: rescore every stored prediction, rewrite eval.json and metrics.json, rebuild the report."""
+    if Path(target).is_dir():
+        _rescore(Path(target), metric, json_out)
+        return
+    from rich.console import Console
+
+    from citune.evaluation.score_file import render_file_scores, score_file
+    from citune.io import write_json
+
+    result = score_file(target, metric)
+    Console().print(render_file_scores(result, title=f"{target}: {result.n} lines"))
+    if json_out:
+        write_json(json_out, result.as_json())
+
+
+def _rescore(run_dir: Path, metric: Optional[str], json_out: Optional[Path]) -> None:
+    from citune.io import write_json
+    from citune.report import build_report
+    from citune.report.console import print_run_summary
+    from citune.runs.rescore import rescore_run
+
+    if metric is not None:
+        raise InputError("--metric applies to prediction files; a run's scorers are those of its config",
+                         "command line", "--metric")
+    done = rescore_run(run_dir)
+    build_report(run_dir)
+    print(f"{run_dir}: {done.predictions} predictions in {done.files} eval.json files rescored, "
+          f"{done.changed} primary scores changed; metrics.json and the report rebuilt")
+    print_run_summary(done.metrics, run_dir, matrix=True)
+    if json_out:
+        write_json(json_out, done.metrics)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     try:

@@ -16,6 +16,11 @@ class Strict(BaseModel):
 
 PositiveInt = Field(gt=0)
 
+# The scorers of citune.evaluation.scores (a test keeps the two lists equal).
+ScorerName = Literal["rougeL", "rougeL_precision", "exact_match", "option_accuracy", "number_accuracy",
+                     "edit_similarity"]
+SCORER_HELP = "primary score of the task: " + ", ".join(ScorerName.__args__)
+
 
 class TinyModelConfig(Strict):
     """A tiny random Llama-architecture model for tests, with the real SmolLM2 tokenizer."""
@@ -45,6 +50,9 @@ class ModelConfig(Strict):
     finetune: Literal["lora", "full"] = "lora"
     lora: LoraConfig = LoraConfig()
     chat_template: bool = True
+    prompt_truncation: Literal["middle", "left"] = Field(
+        "middle", description="how a prompt longer than its bound is cut, in training and evaluation alike: the "
+        "middle of the input, or its left part; the instruction's head is never cut")
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     trust_remote_code: bool = False
 
@@ -56,6 +64,9 @@ class SourceConfig(Strict):
     superni: Optional[str] = None
     format: Literal["auto", "superni", "alpaca", "prompt-answer", "chat"] = "auto"
     cap: Optional[int] = Field(None, gt=0)
+    split: Optional[Literal["train", "test", "validation"]] = Field(
+        None, description="the role of this source's data; default: a benchmark task folder's file names say "
+        "it (train.json; test.json; dev.json, eval.json, valid.json), any other file is training data")
 
     @model_validator(mode="after")
     def _one_input(self):
@@ -68,6 +79,22 @@ class TaskConfig(Strict):
     name: str
     sources: list[SourceConfig] = Field(min_length=1)
     cap: Optional[int] = Field(None, gt=0)
+    scorer: ScorerName = Field("rougeL", description=SCORER_HELP)
+
+
+class BenchmarkConfig(Strict):
+    """A folder of task folders as a benchmark ships it (TRACE, SAPT's SuperNI-15 / Long-15): one folder
+    per task holding its split files (train/dev/eval/test .json or .jsonl)."""
+
+    root: str = Field(description="the folder holding one folder per task")
+    order: Union[list[str], str] = Field(
+        description="the task folders in stream order, or a file listing them (one per line, or a JSON list), "
+        "relative to root")
+    heldout: list[str] = Field([], description="task folders only evaluated (their test files), never trained")
+    scorer: ScorerName = Field("rougeL", description="the primary scorer of tasks not named in `scorers`")
+    scorers: dict[str, ScorerName] = Field({}, description="task folder -> its primary scorer")
+    format: Literal["auto", "superni", "alpaca", "prompt-answer", "chat"] = "auto"
+    cap: Optional[int] = Field(None, gt=0, description="instances read per split file (a seeded sample)")
 
 
 class SyntheticConfig(Strict):
@@ -87,18 +114,25 @@ class SuperNIStreamConfig(Strict):
     categories: Optional[list[str]] = None  # a subset of the order, kept in order
     heldout_categories: list[str] = []
     per_source_cap: int = Field(40, gt=0)
+    scorer: ScorerName = Field("rougeL", description=SCORER_HELP)
 
 
 class DataConfig(Strict):
-    kind: Literal["synthetic", "tasks", "superni"] = "synthetic"
+    kind: Literal["synthetic", "tasks", "superni", "benchmark"] = "synthetic"
     synthetic: SyntheticConfig = SyntheticConfig()
     superni: SuperNIStreamConfig = SuperNIStreamConfig()
+    benchmark: Optional[BenchmarkConfig] = None
     superni_dir: Optional[str] = None  # where `superni:` task ids of sources are looked up
     tasks: list[TaskConfig] = []
     heldout: list[TaskConfig] = []
     test_size: Union[float, int] = 0.2  # fraction (<1) or count of each task's instances
     split_seed: int = 0
+    split_by_run_seed: bool = Field(False, description="draw the train/test split (and every cap's sample) with "
+                                    "the run's `seed` instead of `split_seed`, so that seeds measure data variance too")
     max_train_per_task: Optional[int] = Field(None, gt=0)
+    test_overlap: Literal["error", "drop", "allow"] = Field(
+        "error", description="a test instance that is also training data (same instruction, input and output): "
+        "an error naming both files, `drop` (its training copies are removed and counted), or `allow`")
 
     @field_validator("test_size")
     @classmethod
@@ -125,6 +159,11 @@ class EvalConfig(Strict):
     batch_size: int = Field(16, gt=0)
     max_new_tokens: int = Field(32, gt=0)
     max_test_per_task: Optional[int] = Field(None, gt=0)
+    max_prompt_length: Optional[int] = Field(
+        None, gt=8, description="longest prompt shown at evaluation (tokens); default: the model's context window "
+        "less the task's generation bound")
+    scorers: list[ScorerName] = Field([], description="scores computed for every task besides ROUGE-L, exact "
+                                      "match and its primary scorer")
     eval_unseen: bool = True  # also evaluate tasks not yet trained on (FWT needs it)
     ub: Literal["stage", "expert"] = "stage"
 

@@ -20,6 +20,12 @@ instances inside one source are kept once, so ``uid`` identifies an instance.
 A directory source reads every ``*.json``/``*.jsonl``/``*.ndjson`` file in it (sorted by name,
 hidden files ignored), each file a source of its own, each auto-detected unless a format is named.
 
+Benchmark layouts: a directory whose data files are all split files (``train``, ``test``, ``dev``,
+``eval``, ``valid``, ``validation``, ``val`` with a data suffix; the SAPT/Long-15 and TRACE releases)
+is a task folder: each file gets the split role its name says (``SourceData.role``: train, test or
+validation) and names its instances' source ``<folder label>/<file name>``, also a single file of
+such a folder. Any other file has no role of its own (None: the stream treats it as training data).
+
 Every problem raises :class:`citune.errors.InputError` naming the file, the record (the 0-based
 index of a JSON array, ``line N`` of a JSONL file, ``Instances[i]`` of a SuperNI file) and the
 problem.
@@ -50,6 +56,7 @@ class SourceData:
     file: str  # the path, for error messages
     format: str
     items: list[Raw]
+    role: Optional[str] = None  # train, test or validation when a benchmark layout names it
 
     def instances(self, task: str = "") -> list[Instance]:
         return [make_instance(r, task, self.source) for r in self.items]
@@ -301,13 +308,39 @@ def load_file(path: Union[str, Path], format: str = "auto", label: Optional[str]
     return SourceData(label if label is not None else path.as_posix(), file, fmt, _dedupe(items))
 
 
+SPLIT_ROLES = {"train": "train", "test": "test", "dev": "validation", "eval": "validation", "valid": "validation",
+               "validation": "validation", "val": "validation"}
+
+
+def layout_roles(folder: Path) -> Optional[dict[Path, str]]:
+    """The split role of every data file of a benchmark task folder, or None when `folder` is not one."""
+    files = [p for p in folder.iterdir()
+             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DATA_SUFFIXES]
+    roles = {p: SPLIT_ROLES.get(p.stem.lower()) for p in files}
+    return roles if roles and all(roles.values()) else None
+
+
+def _with_role(sd: SourceData, role: str, source: str) -> SourceData:
+    sd.role, sd.source = role, source
+    return sd
+
+
 def load_source(path: Union[str, Path], format: str = "auto", label: Optional[str] = None) -> list[SourceData]:
-    """A file gives one SourceData, a directory one per data file in it (sorted by name)."""
+    """A file gives one SourceData, a directory one per data file in it (sorted by name); files of a
+    benchmark task folder carry their split role."""
     path = Path(path)
     label = label if label is not None else path.as_posix()
     if path.is_dir():
-        return [load_file(p, format, f"{label.rstrip('/')}/{p.name}") for p in _files_of(path)]
-    return [load_file(path, format, label)]
+        roles = layout_roles(path) or {}
+        out = []
+        for p in _files_of(path):
+            name = f"{label.rstrip('/')}/{p.name}"
+            sd = load_file(p, format, name)
+            out.append(_with_role(sd, roles[p], name) if p in roles else sd)
+        return out
+    sd = load_file(path, format, label)
+    role = (layout_roles(path.parent) or {}).get(path) if path.parent.is_dir() else None
+    return [_with_role(sd, role, label) if role else sd]
 
 
 def read_source(path: Union[str, Path], format: str = "auto", task: str = "",

@@ -5,13 +5,22 @@
   held-out tasks from `heldout_families`; sizes come from `train_per_task`/`test_per_task`.
 - ``tasks``: `data.tasks`, each one or more sources (a file, a directory, or a SuperNI task id looked
   up in `data.superni_dir`, default `<data.superni.root>/tasks`), and `data.heldout`.
+- ``benchmark``: a folder of task folders as a benchmark ships it (`data.benchmark`): the folders of
+  `order`, each a task whose split files (train/test/dev/eval .json) are used for their roles;
+  `heldout` folders are evaluated on their test files only.
 - ``superni``: the SuperNI-16 stream file `<root>/<stream>`: the categories of order `order`
   (restricted to `categories` when given, kept in the order's order), each category one task made of
   its SuperNI task files `<root>/tasks/<id>.json`; held-out tasks are `heldout_categories`, looked up
   in the stream's `held_out` groups (then in `categories`).
 
-How a task's instances are chosen, in this order (every random step is seeded by `data.split_seed`
-and a name, never by global state, so the same config gives the same stream byte for byte):
+How a task's instances are chosen, in this order (every random step is seeded by `data.split_seed`,
+or the run's `seed` with `data.split_by_run_seed`, and a name, never by global state, so the same
+config gives the same stream byte for byte):
+
+0. Split roles: a source is training, test or validation data (`SourceConfig.split`, else the name
+   of a benchmark layout's file, else training). Validation data is never trained on. A task with
+   test sources uses them as its test set (steps 3-5 then apply to its training sources only, and
+   `test_size` does not apply).
 
 1. Each file is read once; exact duplicate instances inside a file are kept once.
 2. Each source (one file; a SuperNI task) is shuffled with a generator seeded by
@@ -24,12 +33,17 @@ and a name, never by global state, so the same config gives the same stream byte
    takes round(test_size × n) test instances of a source of n, at least 1 and at most n − 1 (a
    source of one instance goes to test). A count `test_size` ≥ 1 is the task's total, divided
    between sources in proportion (at least one each when the count allows, keeping one training
-   instance per source as long as possible). A count larger than the task, or a split that leaves
-   no training data, is an error.
+   instance per source as long as possible); which sources get the remainder is drawn with the
+   seed. A count larger than the task, or a split that leaves no training data, is an error.
 5. `max_train_per_task` caps the training split, again divided between sources in proportion.
 6. Train and test are each shuffled with a generator seeded by (`split_seed`, task name).
 
-Held-out tasks are never trained: steps 1-3 apply, then all their instances go to `test`.
+Held-out tasks are never trained: steps 1-3 apply, then their test sources (or, when they have none,
+all their instances) go to `test`.
+
+Last, test data must not be training data: a test instance whose (instruction, input, output) is a
+training instance of any task is an error naming both sources, unless `data.test_overlap` is
+`drop` (the training copies are removed and counted in `Task.overlap_dropped`) or `allow`.
 
 Task names become directory names (`stages/NN-<task>`), so they must pass `safe_task_name`.
 """
@@ -40,7 +54,7 @@ import math
 import random
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from citune.data.readers import Raw, SourceData, _read_text, load_source, make_instance
 from citune.data.synthetic import synthetic_stream
@@ -92,10 +106,12 @@ def _rng(*keys: object) -> random.Random:
     return random.Random("\x1f".join(["citune-data", *map(str, keys)]))
 
 
-def allocate(sizes: list[int], total: int, keep_one: bool = False) -> list[int]:
-    """Divide `total` between parts of `sizes` in proportion (largest remainder, ties to the first
-    part), giving every non-empty part at least one when `total` allows. With `keep_one`, a part of
-    two or more gets at most size − 1 while the others can absorb the rest."""
+def allocate(sizes: list[int], total: int, keep_one: bool = False, rank: Optional[list[int]] = None) -> list[int]:
+    """Divide `total` between parts of `sizes` in proportion (largest remainder, ties to the part of
+    lowest `rank`, by default the first), giving every non-empty part at least one when `total`
+    allows. With `keep_one`, a part of two or more gets at most size − 1 while the others can absorb
+    the rest."""
+    rank = rank if rank is not None else list(range(len(sizes)))
     n = sum(sizes)
     total = max(0, min(total, n))
     alloc = [0] * len(sizes)
@@ -116,13 +132,13 @@ def allocate(sizes: list[int], total: int, keep_one: bool = False) -> list[int]:
             cands = [i for i in range(len(sizes)) if alloc[i] < caps[i]]
             if not cands:
                 break
-            i = max(cands, key=lambda i: (ideal[i] - alloc[i], -i))
+            i = max(cands, key=lambda i: (ideal[i] - alloc[i], -rank[i]))
             alloc[i] += 1
             left -= 1
     return alloc
 
 
-def _test_counts(sizes: list[int], test_size: Union[int, float], task: str) -> list[int]:
+def _test_counts(sizes: list[int], test_size: Union[int, float], task: str, rank: list[int]) -> list[int]:
     n = sum(sizes)
     if test_size < 1:
         counts = [0 if s == 0 else min(s - 1 if s >= 2 else 1, max(1, math.floor(test_size * s + 0.5)))
@@ -134,7 +150,7 @@ def _test_counts(sizes: list[int], test_size: Union[int, float], task: str) -> l
         t = int(test_size)
         if t > n:
             raise InputError(f"test_size {t} is larger than task '{task}' ({n} instances)", CONFIG, "data.test_size")
-        counts = allocate(sizes, t, keep_one=True)
+        counts = allocate(sizes, t, keep_one=True, rank=rank)
     if sum(counts) >= n:
         raise InputError(f"test_size {test_size} leaves no training data for task '{task}' ({n} instances)",
                          CONFIG, "data.test_size")
@@ -144,43 +160,89 @@ def _test_counts(sizes: list[int], test_size: Union[int, float], task: str) -> l
 Part = tuple[str, list[Raw]]  # (source label, shuffled and capped raw instances)
 
 
+def _capped(parts: list[Part], total: Optional[int]) -> list[Part]:
+    if total is None:
+        return parts
+    return [(src, items[:k]) for (src, items), k in zip(parts, allocate([len(p[1]) for p in parts], total))]
+
+
 def make_task(name: str, parts: list[Part], *, test_size: Union[int, float], split_seed: int,
               cap: Optional[int] = None, max_train: Optional[int] = None, heldout: bool = False,
-              where: Optional[str] = None) -> Task:
-    """Steps 3-6 of the module docstring on already shuffled and capped per-source parts."""
+              where: Optional[str] = None, test_parts: Sequence[Part] = (), validation_parts: Sequence[Part] = (),
+              scorer: str = "rougeL") -> Task:
+    """Steps 3-6 of the module docstring on already shuffled and capped per-source parts: `parts`
+    are the training sources, `test_parts` and `validation_parts` the sources of those roles."""
     parts = [(src, items) for src, items in parts if items]
-    if not parts:
-        raise InputError(f"task '{name}' has no instances after reading and capping", CONFIG, where)
-    if cap is not None:
-        parts = [(src, items[:k]) for (src, items), k in zip(parts, allocate([len(p[1]) for p in parts], cap))]
+    test_given = [(src, items) for src, items in test_parts if items]
     if heldout:
-        train_parts: list[Part] = []
-        test_parts = parts
+        if not parts and not test_given:
+            raise InputError(f"held-out task '{name}' has no instances after reading and capping", CONFIG, where)
+        train_parts, test_parts = [], test_given or _capped(parts, cap)
+    elif test_given:
+        if not parts:
+            raise InputError(f"task '{name}' has no training data (only test or validation sources)", CONFIG, where)
+        train_parts, test_parts = _capped(parts, cap), test_given
     else:
-        counts = _test_counts([len(p[1]) for p in parts], test_size, name)
+        if not parts:
+            raise InputError(f"task '{name}' has no instances after reading and capping", CONFIG, where)
+        parts = _capped(parts, cap)
+        rank = list(range(len(parts)))
+        _rng(split_seed, "test-remainder", name).shuffle(rank)
+        counts = _test_counts([len(p[1]) for p in parts], test_size, name, rank)
         test_parts = [(src, items[:k]) for (src, items), k in zip(parts, counts)]
         train_parts = [(src, items[k:]) for (src, items), k in zip(parts, counts)]
-        if max_train is not None:
-            ks = allocate([len(p[1]) for p in train_parts], max_train)
-            train_parts = [(src, items[:k]) for (src, items), k in zip(train_parts, ks)]
+    train_parts = _capped(train_parts, max_train)
 
-    def merged(ps: list[Part], split: str) -> list[Instance]:
+    def merged(ps: Sequence[Part], split: str) -> list[Instance]:
         xs = [make_instance(r, name, src) for src, items in ps for r in items]
         _rng(split_seed, "merge", split, name).shuffle(xs)
         return xs
 
-    return Task(name, merged(train_parts, "train"), merged(test_parts, "test"))
+    return Task(name, merged(train_parts, "train"), merged(test_parts, "test"),
+                merged(validation_parts, "validation"), scorer=scorer)
+
+
+def _overlap_key(x: Instance, output: str) -> tuple[str, str, str]:
+    return x.instruction.strip(), x.input.strip(), output.strip()
+
+
+def check_overlap(stream: Stream, mode: str) -> Stream:
+    """Test data that is also training data (`data.test_overlap`): an error, dropped from training, or allowed."""
+    if mode == "allow":
+        return stream
+    tests = {_overlap_key(x, o): (t.name, x) for t in stream.tasks + stream.heldout for x in t.test for o in x.outputs}
+    for task in stream.tasks:
+        clash = [x for x in task.train if _overlap_key(x, x.output) in tests]
+        if clash and mode == "error":
+            test_task, test_x = tests[_overlap_key(clash[0], clash[0].output)]
+            raise InputError(f"test instance of task '{test_task}' is also training data of task '{task.name}' "
+                             f"({clash[0].source}); {len(clash)} such in that task: set data.test_overlap to 'drop' "
+                             "(remove the training copies) or 'allow'", test_x.source, f"uid {test_x.uid}")
+        if clash:
+            ids = {id(x) for x in clash}
+            task.train = [x for x in task.train if id(x) not in ids]
+            task.overlap_dropped += len(clash)
+            if not task.train:
+                raise InputError(f"task '{task.name}' has no training data left once its test instances are "
+                                 "removed from it", CONFIG, "data.test_overlap")
+    return stream
 
 
 # ----------------------------------------------------------------------------- builders
+ROLES = ("train", "test", "validation")
+
+
 class _Loader:
-    """Reads each file once per build and keeps its shuffled items per source."""
+    """Reads each file once per build and keeps its shuffled items per source, with their split role."""
 
     def __init__(self, split_seed: int):
         self.split_seed = split_seed
         self.files: dict[tuple[str, str, str], list[SourceData]] = {}
 
-    def parts(self, path: Path, fmt: str, label: str, cap: Optional[int], where: str) -> list[Part]:
+    def parts(self, path: Path, fmt: str, label: str, cap: Optional[int], where: str,
+              split: Optional[str] = None) -> dict[str, list[Part]]:
+        """The sources of a file or directory by role. `split` given: a benchmark task folder gives only
+        its files of that role, a file or another folder is wholly of that role."""
         if not path.exists():
             raise InputError(f"file not found ({where})", str(path))
         key = (str(path), fmt, label)
@@ -189,7 +251,21 @@ class _Loader:
             for sd in sds:
                 _rng(self.split_seed, "source", sd.source).shuffle(sd.items)
             self.files[key] = sds
-        return [(sd.source, sd.items[:cap] if cap else list(sd.items)) for sd in self.files[key]]
+        sds = self.files[key]
+        if split is not None and path.is_dir() and any(sd.role for sd in sds):
+            sds = [sd for sd in sds if sd.role == split]
+            if not sds:
+                raise InputError(f"no {split} file in this benchmark task folder ({where})", str(path))
+        out: dict[str, list[Part]] = {role: [] for role in ROLES}
+        for sd in sds:
+            out[split or sd.role or "train"].append((sd.source, sd.items[:cap] if cap else list(sd.items)))
+        return out
+
+
+def _merge_roles(into: dict[str, list[Part]], more: dict[str, list[Part]]) -> dict[str, list[Part]]:
+    for role, parts in more.items():
+        into.setdefault(role, []).extend(parts)
+    return into
 
 
 def _check_unique(names: list[tuple[str, str]]) -> None:
@@ -207,10 +283,26 @@ def _superni_dir(cfg: "Config") -> Path:
     return resolve_path(cfg, d.superni_dir) if d.superni_dir else resolve_path(cfg, d.superni.root) / "tasks"
 
 
+def split_seed(cfg: "Config") -> int:
+    """The seed of every split and cap sample: `data.split_seed`, or the run's seed."""
+    return cfg.seed if cfg.data.split_by_run_seed else cfg.data.split_seed
+
+
+def _task(cfg: "Config", name: str, roles: dict[str, list[Part]], heldout: bool, where: str,
+          cap: Optional[int] = None, scorer: str = "rougeL") -> Task:
+    srcs = [p[0] for parts in roles.values() for p in parts]
+    dup = next((x for x in srcs if srcs.count(x) > 1), None)
+    if dup is not None:
+        raise InputError(f"source '{dup}' is read twice in task '{name}'", CONFIG, where)
+    return make_task(name, roles.get("train", []), test_size=cfg.data.test_size, split_seed=split_seed(cfg), cap=cap,
+                     max_train=cfg.data.max_train_per_task, heldout=heldout, where=where,
+                     test_parts=roles.get("test", []), validation_parts=roles.get("validation", []), scorer=scorer)
+
+
 def _task_from_config(cfg: "Config", tc: "TaskConfig", where: str, loader: _Loader, heldout: bool) -> Task:
     from citune.config import resolve_path
 
-    parts: list[Part] = []
+    roles: dict[str, list[Part]] = {}
     for j, s in enumerate(tc.sources):
         w = f"{where}.sources[{j}]"
         if s.superni is not None:
@@ -218,13 +310,8 @@ def _task_from_config(cfg: "Config", tc: "TaskConfig", where: str, loader: _Load
             path, fmt, label = _superni_dir(cfg) / f"{s.superni}.json", "superni", s.superni
         else:
             path, fmt, label = resolve_path(cfg, s.path), s.format, Path(s.path).as_posix()
-        parts += loader.parts(path, fmt, label, s.cap, w)
-    srcs = [p[0] for p in parts]
-    dup = next((x for x in srcs if srcs.count(x) > 1), None)
-    if dup is not None:
-        raise InputError(f"source '{dup}' is read twice in task '{tc.name}'", CONFIG, where)
-    return make_task(tc.name, parts, test_size=cfg.data.test_size, split_seed=cfg.data.split_seed, cap=tc.cap,
-                     max_train=cfg.data.max_train_per_task, heldout=heldout, where=where)
+        _merge_roles(roles, loader.parts(path, fmt, label, s.cap, w, s.split))
+    return _task(cfg, tc.name, roles, heldout, where, tc.cap, tc.scorer)
 
 
 def _from_tasks(cfg: "Config") -> Stream:
@@ -236,7 +323,7 @@ def _from_tasks(cfg: "Config") -> Stream:
     for name, where in named:
         safe_task_name(name, CONFIG, f"{where}.name")
     _check_unique(named)
-    loader = _Loader(d.split_seed)
+    loader = _Loader(split_seed(cfg))
     tasks = [_task_from_config(cfg, t, f"data.tasks[{i}]", loader, False) for i, t in enumerate(d.tasks)]
     held = [_task_from_config(cfg, t, f"data.heldout[{i}]", loader, True) for i, t in enumerate(d.heldout)]
     return Stream(tasks, held)
@@ -311,30 +398,78 @@ def _superni(cfg: "Config") -> Stream:
         safe_task_name(name, CONFIG, where)
     _check_unique(named)
 
-    loader = _Loader(d.split_seed)
+    loader = _Loader(split_seed(cfg))
     tasks_dir = root / "tasks"
 
     def build(name: str, ids: list[str], heldout: bool, where: str) -> Task:
-        parts: list[Part] = []
+        roles: dict[str, list[Part]] = {}
         for tid in dict.fromkeys(ids):
             safe_task_name(tid, str(file), f"{where}: task id")
-            parts += loader.parts(tasks_dir / f"{tid}.json", "superni", tid, sc.per_source_cap,
-                                  f"SuperNI task of {where}")
-        return make_task(name, parts, test_size=d.test_size, split_seed=d.split_seed,
-                         max_train=d.max_train_per_task, heldout=heldout, where=where)
+            _merge_roles(roles, loader.parts(tasks_dir / f"{tid}.json", "superni", tid, sc.per_source_cap,
+                                             f"SuperNI task of {where}"))
+        return _task(cfg, name, roles, heldout, where, scorer=sc.scorer)
 
     tasks = [build(c, cats[c], False, f"category '{c}'") for c in order]
     held = [build(h, ids, True, w) for h, ids, w in held_ids]
     return Stream(tasks, held)
 
 
+def _order_list(cfg: "Config", root: Path) -> list[str]:
+    from citune.config import resolve_path
+
+    order = cfg.data.benchmark.order
+    if isinstance(order, list):
+        return order
+    file = root / order if (root / order).is_file() else resolve_path(cfg, order)
+    text = _read_text(file)
+    if text.lstrip().startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON: {e.msg}", str(file), f"line {e.lineno} column {e.colno}") from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError("an order file in JSON must be a list of task folder names", str(file))
+        return names
+    return [n.strip() for line in text.splitlines() for n in line.split(",") if n.strip() and not n.startswith("#")]
+
+
+def _benchmark(cfg: "Config") -> Stream:
+    from citune.config import resolve_path
+
+    b = cfg.data.benchmark
+    if b is None:
+        raise InputError("data.kind is 'benchmark' but the data.benchmark section is missing", CONFIG, "data.benchmark")
+    root = resolve_path(cfg, b.root)
+    if not root.is_dir():
+        raise InputError("benchmark folder not found (data.benchmark.root)", str(root))
+    order = _order_list(cfg, root)
+    if not order:
+        raise InputError("the benchmark order names no task", CONFIG, "data.benchmark.order")
+    named = [(n, f"data.benchmark.order[{i}]") for i, n in enumerate(order)]
+    named += [(n, f"data.benchmark.heldout[{i}]") for i, n in enumerate(b.heldout)]
+    for name, where in named:
+        safe_task_name(name, CONFIG, where)
+        if not (root / name).is_dir():
+            raise InputError(f"no task folder '{name}' in the benchmark folder {root}", CONFIG, where)
+    _check_unique(named)
+    for name in b.scorers:
+        if name not in dict(named):
+            raise InputError(f"scorer given for '{name}', which is not a task of the stream", CONFIG,
+                             "data.benchmark.scorers")
+    loader = _Loader(split_seed(cfg))
+
+    def build(name: str, heldout: bool, where: str) -> Task:
+        roles = loader.parts(root / name, b.format, name, b.cap, where)
+        return _task(cfg, name, roles, heldout, where, scorer=b.scorers.get(name, b.scorer))
+
+    return Stream([build(n, False, w) for n, w in named[:len(order)]],
+                  [build(n, True, w) for n, w in named[len(order):]])
+
+
 def build_stream(cfg: "Config") -> Stream:
     """The stream of a config (see the module docstring); raises InputError on bad input."""
+    builders = {"synthetic": _synthetic, "tasks": _from_tasks, "superni": _superni, "benchmark": _benchmark}
     kind = cfg.data.kind
-    if kind == "synthetic":
-        return _synthetic(cfg)
-    if kind == "tasks":
-        return _from_tasks(cfg)
-    if kind == "superni":
-        return _superni(cfg)
-    raise InputError(f"unknown data.kind '{kind}'", CONFIG, "data.kind")
+    if kind not in builders:
+        raise InputError(f"unknown data.kind '{kind}'", CONFIG, "data.kind")
+    return check_overlap(builders[kind](cfg), cfg.data.test_overlap)

@@ -46,6 +46,9 @@ class Task:
     name: str
     train: list[Instance]
     test: list[Instance]
+    validation: list[Instance] = field(default_factory=list)  # never trained on
+    scorer: str = "rougeL"  # the primary score (citune.evaluation.scores)
+    overlap_dropped: int = 0  # training instances removed because they are test instances too
 
     def instructions(self) -> list[str]:
         """Unique instructions in first-seen order over the training split."""

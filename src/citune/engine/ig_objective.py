@@ -47,8 +47,11 @@ class IGObjective:
         if not spans:
             return {"masked_input_ids": [self.pad_id], "masked_labels": [-100]}
         x = example.instance
-        ids, labels = self.encoder.example(mask(instruction, spans, self.placeholder), x.input, x.output, max_len)
-        return {"masked_input_ids": ids, "masked_labels": labels}
+        masked = mask(instruction, spans, self.placeholder)
+        # Both prompts keep the same input tokens: the full example is encoded again with its twin.
+        ids, labels = self.encoder.example(instruction, x.input, x.output, max_len, twin=masked)
+        masked_ids, masked_labels = self.encoder.example(masked, x.input, x.output, max_len, twin=instruction)
+        return {"input_ids": ids, "labels": labels, "masked_input_ids": masked_ids, "masked_labels": masked_labels}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         full = left_align(batch["input_ids"], batch["attention_mask"], batch["labels"])

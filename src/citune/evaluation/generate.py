@@ -272,19 +272,36 @@ def hf_generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: i
     return res
 
 
+class Completion(NamedTuple):
+    text: str
+    hit_bound: bool  # stopped by its token bound, not by an EOS token
+
+
+def stop_ids(bundle) -> list[int]:
+    """Every EOS id of the model: the tokenizer's and those of the model's generation config (chat
+    models end a turn with a token of their own, often listed only there)."""
+    ids = {bundle.tokenizer.eos_token_id}
+    config = getattr(bundle.model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None)
+    ids.update(extra if isinstance(extra, (list, tuple)) else [extra])
+    return sorted(int(i) for i in ids if i is not None)
+
+
 def run_jobs(bundle, jobs: Sequence[GenJob], on_job: Callable[[GenJob], None] | None = None,
-             method: str = "loop") -> list[list[str]]:
+             method: str = "loop") -> list[list[Completion]]:
     """Decoded completions of each job's prompts (in the job's order). `method`: "loop" (citune's
     decoding, sharing prefixes when the jobs know them) or "hf" (`model.generate` on each batch)."""
     model, tok = bundle.model, bundle.tokenizer
+    eos = stop_ids(bundle)
     was_training = model.training
     model.eval()
     try:
         out = []
         for job in jobs:
-            args = (model, job.prompts, job.max_new_tokens, tok.pad_token_id, [tok.eos_token_id], bundle.device)
+            args = (model, job.prompts, job.max_new_tokens, tok.pad_token_id, eos, bundle.device)
             seqs = greedy_batch(*args, prefix_lens=job.prefix_lens) if method == "loop" else hf_generate_batch(*args)
-            out.append([tok.decode(s, skip_special_tokens=True).strip() for s in seqs])
+            out.append([Completion(tok.decode(s, skip_special_tokens=True).strip(), len(s) >= bound)
+                        for s, bound in zip(seqs, job.max_new_tokens)])
             if on_job is not None:
                 on_job(job)
         return out
@@ -299,8 +316,8 @@ def generate(bundle, instances: list[Instance], max_new_tokens: int, batch_size:
     prompts = [enc.prompt_ids(x.instruction, x.input, max_prompt_len) for x in instances]
     jobs = make_jobs(None, prompts, max_new_tokens, batch_size, [x.instruction for x in instances])
     outputs: list[str] = [""] * len(prompts)
-    texts = run_jobs(bundle, jobs, (lambda j: on_batch(len(j.index))) if on_batch else None, method)
-    for job, preds in zip(jobs, texts):
-        for i, p in zip(job.index, preds):
-            outputs[i] = p
+    done = run_jobs(bundle, jobs, (lambda j: on_batch(len(j.index))) if on_batch else None, method)
+    for job, completions in zip(jobs, done):
+        for i, c in zip(job.index, completions):
+            outputs[i] = c.text
     return outputs

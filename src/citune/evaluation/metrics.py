@@ -35,6 +35,11 @@ Score = Optional[float]
 Row = Sequence[Score]
 
 
+def primary_score(summary: dict) -> Score:
+    """A task's primary score from its eval.json summary (runs made before per-task scorers: ROUGE-L)."""
+    return summary.get("score", summary.get("rougeL"))
+
+
 # ---------------------------------------------------------------- helpers
 
 def _clean(x) -> Score:
@@ -226,3 +231,31 @@ def _p_scores(k: int, h: int, heldout_matrix, heldout_base_row) -> dict:
         "p_score_by_stage": by_stage,
         "p_score_change": _diff(final, _mean(hbase)),
     }
+
+
+def metrics_from_evals(tasks: Sequence[str], heldout: Sequence[str], evals: dict[int, dict],
+                       ub: Row | None = None) -> dict:
+    """Every metric from a run's eval.json contents (stage index -> eval; 0 is the base model), with
+    each task's primary scorer under `scorers` (the one home of the matrix-from-eval.json rule)."""
+    k = len(tasks)
+
+    def row(i: int, group: str, names: Sequence[str]) -> list:
+        scores = evals.get(i, {}).get(group, {})
+        return [primary_score(scores[n]) if n in scores else None for n in names]
+
+    metrics = compute_metrics(
+        tasks=tasks, matrix=[row(i, "tasks", tasks) for i in range(1, k + 1)], base_row=row(0, "tasks", tasks),
+        heldout=heldout, heldout_matrix=[row(i, "heldout", heldout) for i in range(1, k + 1)] if heldout else None,
+        heldout_base_row=row(0, "heldout", heldout) if heldout else None,
+        v_by_stage=[evals[i].get("v_score") if i in evals else None for i in range(1, k + 1)], ub=ub)
+    found = {}
+    for _, ev in sorted(evals.items()):
+        for group in ("tasks", "heldout"):
+            found.update({name: primary_scorer(summary) for name, summary in (ev.get(group) or {}).items()})
+    metrics["scorers"] = {n: found.get(n, "rougeL") for n in [*tasks, *heldout]}
+    return metrics
+
+
+def primary_scorer(summary: dict) -> str:
+    """The name of a task's primary scorer in its eval.json summary (ROUGE-L before per-task scorers)."""
+    return summary.get("scorer") or "rougeL"

@@ -27,6 +27,12 @@ class ModelBundle:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def context_window(self) -> int:
+        """The longest sequence the model takes (its position embeddings; 2048 when it does not say)."""
+        config = getattr(self.model, "config", None)
+        return int(getattr(config, "max_position_embeddings", None) or 2048)
+
 
 def resolve_model_dir(cfg: ModelConfig, cache: Path) -> Path:
     """The directory of safetensors weights for `cfg.name` (converting a GGUF once)."""
@@ -119,4 +125,5 @@ def load_model(cfg: ModelConfig, cache: Path, state: Path | None = None, seed: i
         from citune.engine.checkpoint import load_trainable
 
         load_trainable(model, state)
-    return ModelBundle(model=model, tokenizer=tok, encoder=PromptEncoder(tok, cfg.chat_template), base_dir=model_dir)
+    return ModelBundle(model=model, tokenizer=tok, encoder=PromptEncoder(tok, cfg.chat_template, cfg.prompt_truncation),
+                       base_dir=model_dir)

@@ -89,7 +89,9 @@ def gain(logits_full: torch.Tensor, logits_masked: torch.Tensor, targets: torch.
 
 
 def _encode(encoder, items: Sequence[ScoreItem], masked: bool, max_len: int) -> list[tuple[list[int], list[int]]]:
-    return [encoder.example(m if masked else ins, x, y, max_len) for ins, m, x, y in items]
+    """Each item's full or masked example, its input cut so that both prompts keep the same input tokens."""
+    return [encoder.example(m, x, y, max_len, twin=ins) if masked else encoder.example(ins, x, y, max_len, twin=m)
+            for ins, m, x, y in items]
 
 
 def _left_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:

@@ -24,10 +24,13 @@ HEADLINE = [
 def matrix_table(metrics: dict) -> Table:
     """The score matrix: the base model's row, then one row after each stage."""
     tasks = metrics.get("tasks") or []
-    table = Table(title="ROUGE-L ×100: row = after stage, column = task", title_justify="left")
+    scorers = metrics.get("scorers") or {}
+    named = any(scorers.get(t, "rougeL") != "rougeL" for t in tasks)
+    title = "score ×100 (each task's scorer under its name)" if named else "ROUGE-L ×100"
+    table = Table(title=f"{title}: row = after stage, column = task", title_justify="left")
     table.add_column("stage")
     for name in tasks:
-        table.add_column(name, justify="right")
+        table.add_column(f"{name}\n{scorers.get(name, 'rougeL')}" if named else name, justify="right")
     table.add_row("0 (base)", *[fmt(v, 1) for v in metrics.get("base_row") or [None] * len(tasks)])
     for i, row in enumerate(metrics.get("matrix") or [], 1):
         table.add_row(f"{i} {tasks[i - 1]}", *[fmt(v, 1) for v in row])

@@ -12,7 +12,8 @@ PLOTS = ("score_matrix.png", "relative_gain.png", "final_scores.png", "replay_co
          "inscl_distances.png", "p_score.png")
 
 DEFINITIONS = [
-    "R[t][j]: ROUGE-L F1 x100 of task j after stage t (t = 0 is the base model).",
+    "R[t][j]: the primary score x100 of task j after stage t (t = 0 is the base model): ROUGE-L F1 unless "
+    "the task names another scorer (see the final scores table).",
     "AP_t = mean over j <= t of R[t][j]; final AP = AP_K.",
     "BWT = 1/(K-1) sum_{j<K} (R[K][j] - R[j][j]); FWT = 1/(K-1) sum_{j=2..K} (R[j-1][j] - R[0][j]).",
     "Forgetting = mean over j<K of (max_{j<=t<K} R[t][j] - R[K][j]).",
@@ -176,13 +177,13 @@ def matrix_section(doc: Doc, run: RunData) -> None:
     labels = ["0 base"] + [f"{t} {task}" for t, task in enumerate(tasks, start=1)]
     rows = [base] + list(matrix)
     ap = [None] + list(m.get("ap_by_stage") or [])
-    doc.heading("Score matrix (ROUGE-L x100)")
+    doc.heading("Score matrix (primary score x100)")
     doc.para("Row: after stage t. Column: task j in stream order. Entries above the diagonal are tasks not yet "
              "trained on (they feed FWT).")
     doc.table(["after stage", *tasks, "AP_t"],
               [[label, *(fmt(v) for v in row), fmt(at(ap, i))] for i, (label, row) in enumerate(zip(labels, rows))])
     doc.image("score_matrix.png", plots.heatmap(rows, labels, tasks, "Score matrix R[t][j]"),
-              "Score matrix: ROUGE-L x100 of each task (column) after each stage (row).")
+              "Score matrix: the primary score x100 of each task (column) after each stage (row).")
 
 
 def _last_row(matrix: Sequence[Sequence]) -> int | None:
@@ -197,6 +198,7 @@ def final_section(doc: Doc, run: RunData) -> None:
     last = _last_row(matrix)
     if last is None:
         return
+    scorers = m.get("scorers") or {}
     base = m.get("base_row") or [None] * len(tasks)
     final_eval = run.evals.get(final_stage(run), {}) if final_stage(run) else {}
     rows, learned, finals, bases = [], [], [], []
@@ -205,19 +207,20 @@ def final_section(doc: Doc, run: RunData) -> None:
         final = matrix[last][j]
         em = final_eval.get("tasks", {}).get(task, {}).get("exact_match")
         change = None if diag is None or final is None else final - diag
-        rows.append([task, "seen" if j <= last else "not yet", fmt(base[j]), fmt(diag), fmt(final),
-                     fmt(change, signed=True), fmt(em)])
+        rows.append([task, scorers.get(task, "rougeL"), "seen" if j <= last else "not yet", fmt(base[j]), fmt(diag),
+                     fmt(final), fmt(change, signed=True), fmt(em)])
         learned.append(diag), finals.append(final), bases.append(base[j])
     hm, hbase = m.get("heldout_matrix") or [], m.get("heldout_base_row") or [None] * len(held)
     for h, task in enumerate(held):
         final = at(at(hm, last), h)
         em = final_eval.get("heldout", {}).get(task, {}).get("exact_match")
-        rows.append([task, "held-out", fmt(hbase[h]), "n/a", fmt(final), "n/a", fmt(em)])
+        rows.append([task, scorers.get(task, "rougeL"), "held-out", fmt(hbase[h]), "n/a", fmt(final), "n/a", fmt(em)])
         learned.append(None), finals.append(final), bases.append(hbase[h])
     doc.heading(f"Final scores per task (after stage {last + 1})")
-    doc.table(["task", "kind", "base", "just learned", "final", "final - learned", "final EM"], rows, numeric_from=2)
+    doc.table(["task", "scorer", "kind", "base", "just learned", "final", "final - learned", "final EM"], rows,
+              numeric_from=3)
     series = {"base model": bases, "just learned (R[j][j])": learned, f"after stage {last + 1}": finals}
-    doc.image("final_scores.png", plots.grouped_bars(tasks + held, series, "Scores per task", "ROUGE-L x100"),
+    doc.image("final_scores.png", plots.grouped_bars(tasks + held, series, "Scores per task", "score x100"),
               "Per task: the base model, right after the task was learned, and after the last stage.")
 
 
@@ -247,7 +250,7 @@ def heldout_section(doc: Doc, run: RunData) -> None:
     series = {"P-score": (range(len(p)), p, None, None)}
     if 1 < len(held) <= 6:
         series.update({h: (range(len(rows)), [at(r, i) for r in rows], None, None) for i, h in enumerate(held)})
-    doc.image("p_score.png", plots.lines(series, "Held-out scores by stage", "stage t (0 = base)", "ROUGE-L x100"),
+    doc.image("p_score.png", plots.lines(series, "Held-out scores by stage", "stage t (0 = base)", "score x100"),
               "P-score (mean over held-out tasks) and each held-out task by stage.")
 
 

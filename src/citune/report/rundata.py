@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from citune.evaluation.metrics import compute_metrics
+from citune.evaluation.metrics import metrics_from_evals
 from citune.io import read_json, read_jsonl
 
 _STAGE_DIR = re.compile(r"^(\d+)-(.+)$")
@@ -151,17 +151,8 @@ def _metrics_from_evals(run: RunData) -> dict:
     if not tasks:
         return {}
     heldout = list(dict.fromkeys(h for ev in run.evals.values() for h in ev.get("heldout", {})))
-
-    def row(i: int, group: str, names: list[str]) -> list:
-        scores = run.evals.get(i, {}).get(group, {})
-        return [scores.get(n, {}).get("rougeL") for n in names]
-
-    k = len(tasks)
     try:
-        return compute_metrics(
-            tasks, [row(i, "tasks", tasks) for i in range(1, k + 1)], row(0, "tasks", tasks), heldout,
-            [row(i, "heldout", heldout) for i in range(1, k + 1)], row(0, "heldout", heldout),
-            [run.evals.get(i, {}).get("v_score") for i in range(1, k + 1)])
+        return metrics_from_evals(tasks, heldout, run.evals, run.manifest.get("expert_ub"))
     except (ValueError, TypeError):
         return {"tasks": tasks, "heldout": heldout}
 

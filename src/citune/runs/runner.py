@@ -18,7 +18,7 @@ from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory
                                    reset_peak_memory, seed_everything, train_stage)
 from citune.errors import InputError
 from citune.evaluation.evaluate import build_checkers, evaluate_stage
-from citune.evaluation.metrics import compute_metrics
+from citune.evaluation.metrics import metrics_from_evals
 from citune.io import read_json, write_json, write_jsonl
 from citune.models import load_model
 from citune.paths import cache_root
@@ -163,17 +163,7 @@ def collect_metrics(run: RunDir, stream: Stream, cfg: Config, ub: list[float] | 
         if path.is_file():
             evals[i] = read_json(path)
 
-    def row(i: int, group: str, keys: list[str]) -> list:
-        scores = evals.get(i, {}).get(group, {})
-        return [scores[k]["rougeL"] if k in scores else None for k in keys]
-
-    K = len(names)
-    return compute_metrics(
-        tasks=names, matrix=[row(i, "tasks", names) for i in range(1, K + 1)], base_row=row(0, "tasks", names),
-        heldout=held, heldout_matrix=[row(i, "heldout", held) for i in range(1, K + 1)] if held else None,
-        heldout_base_row=row(0, "heldout", held) if held else None,
-        v_by_stage=[evals[i].get("v_score") if i in evals else None for i in range(1, K + 1)], ub=ub,
-    )
+    return metrics_from_evals(names, held, evals, ub)
 
 
 def _finish(run: RunDir, cfg: Config, manifest: dict) -> None:
