@@ -1,6 +1,6 @@
 """`citune compare` and `citune report` end to end on the tiny config (two strategies, one seed):
-run directories, comparison table and report, skipping finished runs, resuming a partial one,
-regenerating reports; TensorBoard logging through Accelerate's trackers on the same runs."""
+run directories, comparison table and report with paired-bootstrap intervals, skipping finished runs,
+resuming a partial one, regenerating reports; TensorBoard logging through Accelerate's trackers on the same runs."""
 import importlib.util
 import json
 import os
@@ -190,11 +190,80 @@ def test_report_regenerates_a_run_and_a_comparison(compared, tmp_path):
     assert (work / "report.html").is_file() and (work / "comparison.md").is_file()
 
 
+def test_compare_reports_paired_intervals(compared, tmp_path):
+    """comparison.json, comparison.md and the printed table carry the paired-bootstrap intervals;
+    the per-instance rows they resample reproduce every stored summary and metric."""
+    import numpy as np
+
+    from citune.evaluation.metrics import primary_score
+    from citune.evaluation.uncertainty import resampled_metrics
+    from citune.report import build_comparison_report
+    from citune.report.rundata import instance_scores, load_run
+
+    parent, proc = compared
+    keys = ["ap", "bwt", "fwt", "forgetting", "relative_gain", "rg_mean", "p_score", "p_score_change", "v_score"]
+    for name in RUNS:
+        run = load_run(parent / name)
+        scores = instance_scores(run)
+        for i, ev in run.evals.items():
+            for group in ("tasks", "heldout"):
+                for task, summary in ev[group].items():
+                    assert scores.scores[task][i].mean() == pytest.approx(primary_score(summary), abs=1e-9)
+        draws = {t: np.arange(len(u))[None] for t, u in scores.uids.items()}
+        again = resampled_metrics(scores, draws, keys)
+        for key in keys:
+            stored = run.metrics[key]
+            assert again[key][0] == pytest.approx(np.nan if stored is None else stored, nan_ok=True), (name, key)
+
+    data = json.loads((parent / "comparison.json").read_text())
+    assert data["baseline"] == "random"
+    assert data["interval"]["method"] == "paired bootstrap over test instances within each task and over seeds"
+    assert data["interval"]["resamples"] == 1000 and data["interval"]["seed"] == 0 and data["interval"]["seeds"] == [1]
+    none, rand = data["strategies"]
+    assert rand["vs_baseline"] is None
+    lo, hi = none["ap"]["ci"]
+    assert lo <= none["ap"]["mean"] <= hi and lo < hi
+    for key in ("ap", "bwt", "forgetting", "p_score", "v_score"):
+        assert len(rand[key]["ci"]) == 2 and rand[key]["ci"][0] <= rand[key]["ci"][1]
+        diff = none["vs_baseline"][key]
+        assert diff["diff"] == pytest.approx(none[key]["mean"] - rand[key]["mean"])
+        assert isinstance(diff["excludes_zero"], bool)
+        assert diff["excludes_zero"] == (diff["ci"][0] > 0 or diff["ci"][1] < 0)
+    # the tiny random model answers alike with and without replay: a paired difference of exactly 0
+    # (resampling the two runs independently would give a wide interval)
+    a, b = (instance_scores(load_run(parent / name)) for name in RUNS)
+    same = all(np.array_equal(a.scores[t], b.scores[t], equal_nan=True) for t in a.names)
+    assert (none["vs_baseline"]["ap"]["ci"] == [0.0, 0.0]) == same
+    for text in (proc.stdout, (parent / "comparison.md").read_text(), (parent / "report.md").read_text()):
+        assert "Δ vs random" in text and "1,000 resamples" in text and "test-instance noise only" in text
+    assert f"{none['ap']['mean']:.2f} [{lo:.1f}, {hi:.1f}]" in proc.stdout
+
+    # `citune report` keeps a recorded baseline; a run without per-instance rows gets no intervals
+    work = tmp_path / "cmp"
+    shutil.copytree(parent, work, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    build_comparison_report(work, [work / name for name in RUNS], baseline="none")
+    stage = work / "random-seed1" / "stages" / "02-parity" / "eval.json"
+    ev = json.loads(stage.read_text())
+    del ev["predictions"]
+    stage.write_text(json.dumps(ev))
+    out = citune("report", work)
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads((work / "comparison.json").read_text())
+    assert data["baseline"] == "none" and [r["strategy"] for r in data["strategies"]] == ["none", "random"]
+    none, rand = data["strategies"]
+    assert none["vs_baseline"] is None and none["ap"]["ci"] is not None
+    assert rand["ap"]["ci"] is None and rand["vs_baseline"]["ap"] == {
+        "diff": pytest.approx(rand["ap"]["mean"] - none["ap"]["mean"]), "ci": None, "excludes_zero": None}
+    assert "Δ vs none" in (work / "comparison.md").read_text() and "[n/a]" in (work / "report.md").read_text()
+
+
 def test_bad_compare_arguments(tmp_path):
     proc = citune("compare", TINY, "--strategies", "none,no-such-strategy", "-o", tmp_path / "x")
     assert proc.returncode == 2 and "no-such-strategy" in proc.stderr and "Traceback" not in proc.stderr
     proc = citune("compare", TINY, "--strategies", "none", "--seeds", "1,two", "-o", tmp_path / "x")
     assert proc.returncode == 2 and "--seeds" in proc.stderr
+    proc = citune("compare", TINY, "--strategies", "none,random", "--baseline", "kpig", "-o", tmp_path / "x")
+    assert proc.returncode == 2 and "--baseline 'kpig'" in proc.stderr and "Traceback" not in proc.stderr
     proc = citune("report", tmp_path)
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
     assert not (tmp_path / "x").exists()

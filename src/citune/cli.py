@@ -87,9 +87,12 @@ def compare(
     seeds: str = typer.Option("1", "--seeds"),
     out: Path = typer.Option(Path("runs/compare"), "-o", "--out"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="Strategy the paired differences are from (default: random, else the first)."),
 ):
-    """The same stream under several strategies and seeds, then a side-by-side table and report."""
-    from citune.compare import print_comparison, run_compare
+    """The same stream under several strategies and seeds, then a side-by-side table and report, with
+    95 % paired-bootstrap intervals and each strategy's difference from the baseline."""
+    from citune.compare import default_baseline, print_comparison, run_compare
     from citune.replay import get_strategy
 
     config, overrides = _split_args(config, overrides)
@@ -97,13 +100,16 @@ def compare(
     base = _load(config, overrides)
     for name in names:
         get_strategy(name, base)
+    if baseline is not None and baseline not in names:
+        raise InputError(f"--baseline '{baseline}' is not one of --strategies ({', '.join(names)})", "command line")
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise InputError(f"--seeds '{seeds}' is not a comma-separated list of integers", "command line") from None
     if quiet:
         overrides.append("run.quiet=true")
-    parent = run_compare(config, names, seed_list, out, overrides, quiet=quiet)
+    parent = run_compare(config, names, seed_list, out, overrides, quiet=quiet,
+                         baseline=baseline or default_baseline(names))
     print_comparison(parent)
 
 

@@ -11,17 +11,19 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from citune.config import PRESENTATION, run_identity, Config, load_config
 from citune.errors import InputError
 from citune.io import read_json
 from citune.progress import say
 from citune.report.comparison import (
-    build_comparison_report, comparison_table, strategy_columns, write_comparison,
+    build_comparison_report, comparison_table, default_baseline, interval_sentence, strategy_columns, write_comparison,
 )
 from citune.report.rundata import load_run, run_dir_name
 
-__all__ = ["run_compare", "comparison_table", "write_comparison", "render_comparison", "print_comparison"]
+__all__ = ["run_compare", "comparison_table", "default_baseline", "write_comparison", "render_comparison",
+           "print_comparison"]
 
 
 def run_dir_for(parent: Path, strategy: str, seed: int) -> Path:
@@ -51,9 +53,10 @@ def is_finished(run_dir: Path, cfg_dict: dict) -> bool:
 
 
 def run_compare(config_path: str | None, strategies: list[str], seeds: list[int], parent: Path,
-                overrides: list[str], quiet: bool = False, report: bool = True) -> Path:
+                overrides: list[str], quiet: bool = False, report: bool = True, baseline: str | None = None) -> Path:
     """Run (or resume, or skip) every strategy x seed, then (unless `report` is false) write
-    comparison.json, comparison.md and the comparison report into `parent`; return `parent`."""
+    comparison.json, comparison.md and the comparison report into `parent`, with each strategy's paired
+    difference from `baseline` (default: `random` when compared, else the first strategy); return `parent`."""
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
     run_dirs = []
@@ -84,7 +87,7 @@ def run_compare(config_path: str | None, strategies: list[str], seeds: list[int]
 
             run_stream(cfg, run_dir, resume=resume)
     if report:
-        build_comparison_report(parent, run_dirs)
+        build_comparison_report(parent, run_dirs, baseline=baseline or default_baseline(strategies))
     return parent
 
 
@@ -94,25 +97,46 @@ def _at(d: dict, dotted: str):
     return d
 
 
-def render_comparison(rows: list[dict], title: str = "citune comparison") -> Table:
-    """A rich table of `comparison_table` rows (or comparison.json's `strategies`)."""
+def render_comparison(rows: list[dict], title: str = "citune comparison", columns: slice = slice(None)) -> Table:
+    """A rich table of `comparison_table` rows (or comparison.json's `strategies`); `columns`: which
+    strategies' columns to show (all by default)."""
     headers, lines = strategy_columns(rows)
+    keep = [0, *range(1, len(headers))[columns]]
     table = Table(title=title, header_style="bold")
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right")
+    for i in keep:
+        table.add_column(headers[i], justify="left" if i == 0 else "right")
     for line in lines:
-        table.add_row(*line)
+        table.add_row(*(Text(str(line[i])) for i in keep))  # Text: "[lo, hi]" is not rich markup
     return table
 
 
+def _column_groups(rows: list[dict], width: int) -> list[slice]:
+    """Consecutive groups of strategy columns whose table fits in `width` characters (one at least)."""
+    headers, lines = strategy_columns(rows)
+    widths = [max(len(str(line[i])) for line in [headers, *lines]) + 3 for i in range(len(headers))]
+    groups, start, used = [], 0, widths[0] + 1
+    for i, w in enumerate(widths[1:]):
+        if i > start and used + w > width:
+            groups.append(slice(start, i))
+            start, used = i, widths[0] + 1
+        used += w
+    return groups + [slice(start, len(widths) - 1)]
+
+
 def print_comparison(parent_or_rows: Path | list[dict], console: Console | None = None) -> None:
-    """Print the comparison of a compare parent directory (its comparison.json) or of table rows."""
+    """Print the comparison of a compare parent directory (its comparison.json) or of table rows; a
+    table wider than the terminal is printed in parts of a few strategies each."""
     console = console or Console()
-    if isinstance(parent_or_rows, list):
-        console.print(render_comparison(parent_or_rows))
-        return
-    parent = Path(parent_or_rows)
-    parent = parent.parent if parent.is_file() else parent
-    console.print(render_comparison(read_json(parent / "comparison.json")["strategies"]))
-    console.print(f"Comparison: {parent / 'comparison.md'}, report: {parent / 'report.html'}")
+    data = {"strategies": parent_or_rows} if isinstance(parent_or_rows, list) else None
+    if data is None:
+        parent = Path(parent_or_rows)
+        parent = parent.parent if parent.is_file() else parent
+        data = read_json(parent / "comparison.json")
+    rows = data["strategies"]
+    for group in _column_groups(rows, console.width):
+        console.print(render_comparison(rows, columns=group))
+    if data.get("interval"):
+        console.print(interval_sentence(data), markup=False, highlight=False)
+    if not isinstance(parent_or_rows, list):
+        console.print(f"Comparison: {parent / 'comparison.md'}, report: {parent / 'report.html'}")
 

@@ -2,7 +2,8 @@
 
 Every file is optional: a run killed after two stages, or one whose metrics.json
 was never written, still loads. Metrics come from metrics.json when present,
-otherwise they are recomputed from the stages' eval.json files.
+otherwise they are recomputed from the stages' eval.json files. `instance_scores` reads
+the per-instance rows of the eval.json files, which the comparison's intervals resample.
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from citune.evaluation.metrics import metrics_from_evals
+from citune.evaluation.metrics import metrics_from_evals, primary_scorer
+from citune.evaluation.uncertainty import RunScores
 from citune.io import read_json, read_jsonl
 
 _STAGE_DIR = re.compile(r"^(\d+)-(.+)$")
@@ -161,3 +164,39 @@ def final_stage(run: RunData) -> int | None:
     """The last stage with an eval.json (0 = only the base model was evaluated)."""
     return max(run.evals) if run.evals else None
 
+
+def instance_scores(run: RunData) -> RunScores | None:
+    """The per-instance primary scores and constraint checks of every task (stream, then held-out) at
+    every stage 0..K, aligned by uid (see `RunScores`). None when an evaluated task has no
+    per-instance rows, or not one per test instance, or rows without its scorer's key (an old or
+    partial eval.json): the run then has no intervals. ValueError when one task's test instances
+    differ between stages."""
+    tasks, heldout = run.tasks, run.heldout
+    if not tasks or not run.evals:
+        return None
+    uids, scores, v_ok = {}, {}, {}
+    for name in [*tasks, *heldout]:
+        by_stage = {}
+        for i, ev in run.evals.items():
+            summary = (ev.get("tasks") or {}).get(name) or (ev.get("heldout") or {}).get(name)
+            if summary is None or i > len(tasks):
+                continue
+            rows, key = (ev.get("predictions") or {}).get(name), primary_scorer(summary)
+            if not rows or len(rows) != summary.get("n", len(rows)) or any(r.get(key) is None for r in rows):
+                return None
+            by_stage[i] = {r["uid"]: (float(r[key]), r.get("v_ok")) for r in rows}
+            if len(by_stage[i]) != len(rows):
+                return None  # repeated uids: the instances cannot be aligned
+        if not by_stage:
+            return None
+        order = list(next(iter(by_stage.values())))
+        for i, found in by_stage.items():
+            if set(found) != set(order) or len(found) != len(order):
+                raise ValueError(f"{run.path}: task {name!r} has other test instances at stage {i}")
+        uids[name] = order
+        scores[name] = np.full((len(tasks) + 1, len(order)), np.nan)
+        v_ok[name] = np.full((len(tasks) + 1, len(order)), np.nan)
+        for i, found in by_stage.items():
+            scores[name][i] = [found[u][0] for u in order]
+            v_ok[name][i] = [np.nan if found[u][1] is None else float(found[u][1]) for u in order]
+    return RunScores(run.name, list(tasks), list(heldout), uids, scores, v_ok, run.manifest.get("expert_ub"))
