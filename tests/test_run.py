@@ -175,3 +175,26 @@ def test_score_run_dir_mistakes_exit_2(tiny_run, tmp_path):
     empty.mkdir()
     proc = citune("score", empty)
     assert proc.returncode == 2 and "no manifest.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+TRACE500 = ROOT.parent / "shared" / "data" / "trace500"
+
+
+@pytest.mark.skipif(not TRACE500.is_dir(), reason="../shared/data/trace500 is not beside the checkout")
+def test_trace_preset_runs_with_the_tiny_model(tmp_path):
+    """examples/trace.yaml end to end (tiny model, smaller caps): each task's eval.json names its scorer
+    and holds that score for every prediction; the matrix holds the primary scores."""
+    out = tmp_path / "trace"
+    proc = citune("run", ROOT / "examples" / "trace.yaml", "model.name=tiny", "data.max_train_per_task=4",
+                  "eval.max_test_per_task=3", "eval.max_new_tokens=4", "train.max_length=192",
+                  "eval.max_prompt_length=192", "replay.per_task=2", "-o", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["scorers"]["C-STANCE"] == "option_accuracy" and metrics["scorers"]["Py150"] == "edit_similarity"
+    last = json.loads(sorted(out.glob("stages/07-*/eval.json"))[0].read_text())
+    for name, summary in last["tasks"].items():
+        assert summary["scorer"] == metrics["scorers"][name]
+        assert all(summary["scorer"] in row for row in last["predictions"][name])
+        assert summary["truncated"] >= 0 and summary["hit_max_new_tokens"] >= 0
+    assert [row[-1] for row in metrics["matrix"]][-1] == last["tasks"]["20Minuten"]["score"]
+    assert "option_accuracy" in (out / "report.md").read_text()

@@ -90,10 +90,10 @@ def predict_tasks(bundle, tasks: list[Task], cfg: Config, bars=None, label: str 
     return Predictions(preds, truncated)
 
 
-def scorers_of(task: Task, cfg: Config) -> list[str]:
-    """The scores computed for `task`: ROUGE-L and exact match always, its primary scorer, and
-    `eval.scorers`."""
-    return list(dict.fromkeys([*ALWAYS_SCORED, task.scorer, *cfg.eval.scorers]))
+def score_names(primary: str, extra=()) -> list[str]:
+    """The scores computed for a task: ROUGE-L and exact match always, its primary scorer, and
+    `extra` (`eval.scorers`)."""
+    return list(dict.fromkeys([*ALWAYS_SCORED, primary, *extra]))
 
 
 def score_rows(rows: list[dict], names: list[str]) -> list[dict]:
@@ -105,12 +105,13 @@ def score_rows(rows: list[dict], names: list[str]) -> list[dict]:
 
 def score_task(task: Task, cfg: Config, completions: list[Completion], checker: Checker,
                truncated: int = 0) -> tuple[dict, list[dict]]:
+    names = score_names(task.scorer, cfg.eval.scorers)
     rows = [{"uid": x.uid, "prediction": c.text, "references": list(x.outputs)}
             for x, c in zip(test_instances(task, cfg), completions)]
-    score_rows(rows, scorers_of(task, cfg))
+    score_rows(rows, names)
     for r, x in zip(rows, test_instances(task, cfg)):
         r["v_ok"] = checker(x, r["prediction"])
-    summary = summarize(rows, task.scorer, scorers_of(task, cfg))
+    summary = summarize_rows(rows, task.scorer, names)
     summary.update(truncated=truncated, hit_max_new_tokens=sum(c.hit_bound for c in completions))
     return summary, rows
 
@@ -120,7 +121,7 @@ def evaluate_task(bundle, task: Task, cfg: Config, checker: Checker, bars=None) 
     return score_task(task, cfg, found.completions[task.name], checker, found.truncated.get(task.name, 0))
 
 
-def summarize(rows: list[dict], scorer: str = "rougeL", names: tuple[str, ...] | list[str] = ALWAYS_SCORED) -> dict:
+def summarize_rows(rows: list[dict], scorer: str = "rougeL", names: tuple[str, ...] | list[str] = ALWAYS_SCORED) -> dict:
     """Mean of each score over the rows, the primary one (`scorer`) also as `score`, and V-score counts."""
     n = len(rows)
     means = {name: sum(r[name] for r in rows) / n if n else None for name in names}

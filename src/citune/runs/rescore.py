@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from citune.errors import InputError
-from citune.evaluation.evaluate import ALWAYS_SCORED, primary_score, score_rows, summarize
-from citune.evaluation.metrics import metrics_from_evals, primary_scorer
+from citune.evaluation.evaluate import score_names, score_rows, summarize_rows
+from citune.evaluation.metrics import metrics_from_evals, primary_score, primary_scorer
 from citune.io import read_json, write_json
 from citune.runs.rundir import RunDir
 
@@ -43,11 +43,12 @@ def _rescore_eval(ev: dict, extra: list[str], where: str) -> tuple[int, int]:
             if rows is None:
                 raise InputError(f"task '{name}' has no stored predictions to rescore", where)
             scorer = primary_scorer(summary)
+            names = score_names(scorer, extra)
             before = [r.get(scorer) for r in rows]
-            score_rows(rows, list(dict.fromkeys([*ALWAYS_SCORED, scorer, *extra])))
+            score_rows(rows, names)
             n += len(rows)
             changed += sum(b != r[scorer] for b, r in zip(before, rows))
-            new = summarize(rows, scorer, list(dict.fromkeys([*ALWAYS_SCORED, scorer, *extra])))
+            new = summarize_rows(rows, scorer, names)
             new.update({k: summary[k] for k in KEPT if k in summary})
             ev[group][name] = new
     held = [primary_score(s) for s in (ev.get("heldout") or {}).values()]
