@@ -219,8 +219,7 @@ def check_overlap(stream: Stream, mode: str) -> Stream:
                              f"({clash[0].source}); {len(clash)} such in that task: set data.test_overlap to 'drop' "
                              "(remove the training copies) or 'allow'", test_x.source, f"uid {test_x.uid}")
         if clash:
-            ids = {id(x) for x in clash}
-            task.train = [x for x in task.train if id(x) not in ids]
+            task.train = [x for x in task.train if _overlap_key(x, x.output) not in tests]
             task.overlap_dropped += len(clash)
             if not task.train:
                 raise InputError(f"task '{task.name}' has no training data left once its test instances are "
