@@ -20,6 +20,8 @@ then the same whatever the number of processes.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Hashable, NamedTuple, Sequence
 
@@ -148,14 +150,49 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[to
     return ids, mask
 
 
-def _forward(model, logits_to_keep=1, **kwargs):
+@functools.lru_cache(maxsize=None)
+def _cache_kw_of(cls: type) -> str:
+    """The keyword that `cls.forward` takes its KV cache by: `cache` (transformers >= 5.x, which
+    warns on the old name) or `past_key_values` (older transformers, remote-code models)."""
     try:
-        return model(**kwargs, logits_to_keep=logits_to_keep)
+        params = inspect.signature(cls.forward).parameters  # follows transformers' deprecation wrapper
+    except (TypeError, ValueError):
+        params = {}
+    if "cache" in params:
+        return "cache"
+    if "past_key_values" in params:
+        return "past_key_values"
+    try:  # a forward taking only **kwargs: the name the installed transformers' outputs use
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+    except ImportError:
+        return "past_key_values"
+    return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
+
+
+def cache_kw(model) -> str:
+    """The KV-cache keyword of `model`'s underlying transformers model (looked through PEFT, DDP and
+    FSDP wrappers, whose own forward passes it on in **kwargs), decided once per model class."""
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:
+        PreTrainedModel = ()
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), model)
+    return _cache_kw_of(type(inner))
+
+
+def _forward(model, cache, kw: str, logits_to_keep=1, **kwargs):
+    """`model`'s forward with the KV cache `cache` passed as `kw` (see `cache_kw`): (output, cache).
+    The returned cache is the one the model gave back, or `cache` (updated in place) when it gave
+    none (a Cache may be empty, hence `is None`, never truthiness)."""
+    kwargs[kw] = cache
+    try:
+        out = model(**kwargs, logits_to_keep=logits_to_keep)
     except TypeError:  # a model without logits_to_keep: slice afterwards
         out = model(**kwargs)
         keep = int(logits_to_keep.numel()) if torch.is_tensor(logits_to_keep) else logits_to_keep
         out.logits = out.logits[:, -keep:]
-        return out
+    new = getattr(out, kw, None)  # the output's field of the same name: no deprecated alias read
+    return out, (cache if new is None else new)
 
 
 def _new_cache(model):
@@ -171,9 +208,9 @@ def _prefill(model, prompts, pad_id: int, device):
     """One forward over the left-padded prompts: (output, cache, attention mask, last positions)."""
     ids, mask = _left_pad(prompts, pad_id, device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = _new_cache(model)
-    out = _forward(model, input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
-    return out, (out.past_key_values if out.past_key_values is not None else cache), mask, pos[:, -1]
+    out, cache = _forward(model, _new_cache(model), cache_kw(model), input_ids=ids, attention_mask=mask,
+                          position_ids=pos, use_cache=True)
+    return out, cache, mask, pos[:, -1]
 
 
 def sharing_pays(prompts: Sequence[Sequence[int]], prefix_lens: Sequence[int], margin: float = 0.8) -> bool:
@@ -197,10 +234,9 @@ def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int =
     heads: dict[tuple, int] = {}
     row_head = [heads.setdefault(tuple(p[:n]), len(heads)) for p, n in zip(prompts, prefix_lens)]
     h_ids, h_mask = _left_pad(list(heads), pad_id, device)
-    cache = _new_cache(model)
-    out = _forward(model, input_ids=h_ids, attention_mask=h_mask, position_ids=(h_mask.cumsum(-1) - 1).clamp(min=0),
-                   past_key_values=cache, use_cache=True)
-    cache = out.past_key_values if out.past_key_values is not None else cache
+    kw = cache_kw(model)
+    out, cache = _forward(model, _new_cache(model), kw, input_ids=h_ids, attention_mask=h_mask,
+                          position_ids=(h_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
     sel = torch.tensor(row_head, device=device)
     cache.batch_select_indices(sel)
     s_ids, s_mask = _left_pad([p[n:] for p, n in zip(prompts, prefix_lens)], pad_id, device)
@@ -208,9 +244,9 @@ def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int =
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, h_ids.shape[1]:]
     width = s_ids.shape[1]  # positions as a tensor: see engine.loss.tail_logits
     tail = 1 if keep == 1 else torch.arange(width - keep, width, device=device)
-    out = _forward(model, logits_to_keep=tail, input_ids=s_ids, attention_mask=mask, position_ids=pos,
-                   past_key_values=cache, use_cache=True)
-    return out, (out.past_key_values if out.past_key_values is not None else cache), mask, pos[:, -1]
+    out, cache = _forward(model, cache, kw, logits_to_keep=tail, input_ids=s_ids, attention_mask=mask, position_ids=pos,
+                          use_cache=True)
+    return out, cache, mask, pos[:, -1]
 
 
 @torch.no_grad()
@@ -226,6 +262,7 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
     device = device if device is not None else next(model.parameters()).device
     bounds = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
+    kw = cache_kw(model)
     if prefix_lens is not None and len(prompts) > 1 and sharing_pays(prompts, prefix_lens):
         out, cache, mask, last = prefill_shared(model, prompts, prefix_lens, pad_id, device)
     else:  # nothing shared in this batch: one plain prefill
@@ -246,9 +283,8 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
             alive, nxt, mask, last = alive[keep], nxt[keep], mask[keep], last[keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         last = last + 1
-        out = _forward(model, input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
-                       past_key_values=cache, use_cache=True)
-        cache = out.past_key_values if out.past_key_values is not None else cache
+        out, cache = _forward(model, cache, kw, input_ids=nxt[:, None], attention_mask=mask,
+                              position_ids=last[:, None], use_cache=True)
     eos_set = set(int(e) for e in eos.tolist())
     return [r[:-1] if r and r[-1] in eos_set else r for r in results]
 

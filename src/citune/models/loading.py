@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,11 @@ def add_lora(model: torch.nn.Module, cfg: ModelConfig, seed: int) -> torch.nn.Mo
 
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    with seeded(seed):
+    with seeded(seed), warnings.catch_warnings():
+        # PEFT's PeftModel.__init__ reads `model.is_gradient_checkpointing`, which transformers 5.x
+        # deprecated (FutureWarning) for `is_activation_checkpointing`; every PEFT entry point that
+        # builds a PeftModel does it, so only this one warning is silenced, for this one call.
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         model = get_peft_model(model, lora)
     if cfg.lora.fast_dropout:
         use_fast_dropout(model)
