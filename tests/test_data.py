@@ -179,7 +179,7 @@ def test_unsafe_task_names(name):
 def test_unsafe_name_in_config(tmp_path):
     write(tmp_path / "a.json", alpaca_rows(10))
     cfg = cfg_for(tmp_path, {"kind": "tasks", "tasks": [{"name": "../escape", "sources": [{"path": "a.json"}]}]})
-    with pytest.raises(InputError, match=r"config: data.tasks\[0\].name: task name '../escape'"):
+    with pytest.raises(InputError, match=r"\.yaml: data.tasks\[0\].name: task name '../escape'"):
         build_stream(cfg)
 
 

@@ -15,7 +15,12 @@ Formats (``SourceConfig.format``):
 ``output``/``answer`` may be a string or a list of strings (all are references, the first is the
 training target). Whitespace-only references are dropped and an instance left with no reference is
 skipped (a few real SuperNI instances have an empty output); wrong types are errors. Exact duplicate
-instances inside one source are kept once, so ``uid`` identifies an instance.
+instances inside one source are kept once, so ``uid`` identifies an instance; ``SourceData`` counts the
+records read, those skipped and the duplicates dropped.
+
+Auto-detection takes the first format (superni, chat, alpaca, prompt-answer) whose required fields
+(``FIELDS``) the file's first record has; a record that has only some of a format's fields is
+reported as that format missing them.
 
 A directory source reads every ``*.json``/``*.jsonl``/``*.ndjson`` file in it (sorted by name,
 hidden files ignored), each file a source of its own, each auto-detected unless a format is named.
@@ -57,9 +62,25 @@ class SourceData:
     format: str
     items: list[Raw]
     role: Optional[str] = None  # train, test or validation when a benchmark layout names it
+    records: int = 0  # records read
+    no_output: int = 0  # records skipped: no non-empty reference
+    duplicates: int = 0  # exact duplicates dropped
 
     def instances(self, task: str = "") -> list[Instance]:
         return [make_instance(r, task, self.source) for r in self.items]
+
+    def empty_cause(self) -> str:
+        """Why this source gives no instances."""
+        superni = self.format == "superni"
+        if not self.records:
+            return "the Instances list is empty" if superni else "no records"
+        if self.no_output == self.records:
+            unit = "instance" if superni else "record"
+            return f"every {unit}'s {_OUTPUT_NAME[self.format]} is empty ({self.records} read)"
+        return "no instances left after capping"
+
+
+_OUTPUT_NAME = {"superni": "output", "alpaca": "output", "prompt-answer": "answer", "chat": "last assistant message"}
 
 
 def make_instance(raw: Raw, task: str, source: str) -> Instance:
@@ -117,26 +138,39 @@ def _parse(path: Path) -> tuple[str, Any]:
 
 
 # ----------------------------------------------------------------------------- detection
-def _detect_record(obj: Any) -> Optional[str]:
-    if not isinstance(obj, dict):
+FIELDS = {  # format: (required, optional) fields, in detection order
+    "superni": (("Definition", "Instances"), ()),
+    "chat": (("messages",), ()),
+    "alpaca": (("instruction", "output"), ("input",)),
+    "prompt-answer": (("prompt", "answer"), ()),
+}
+_RECORD_FORMATS = ("chat", "alpaca", "prompt-answer")
+
+
+def _complete(obj: Any, formats: tuple[str, ...]) -> Optional[str]:
+    keys = set(obj) if isinstance(obj, dict) else set()
+    return next((f for f in formats if keys >= set(FIELDS[f][0])), None)
+
+
+def _near(obj: Any, formats: tuple[str, ...]) -> Optional[str]:
+    """'looks like FORMAT but has no 'FIELD' field' for the formats sharing most fields with `obj`."""
+    keys = set(obj) if isinstance(obj, dict) else set()
+    shared = {f: len(keys & {*FIELDS[f][0], *FIELDS[f][1]}) for f in formats}
+    best = max(shared.values())
+    if not best:
         return None
-    if "Instances" in obj and "Definition" in obj:
-        return "superni"
-    if "messages" in obj:
-        return "chat"
-    if "instruction" in obj:
-        return "alpaca"
-    if "prompt" in obj and "answer" in obj:
-        return "prompt-answer"
-    return None
+    return "looks like " + " or ".join(
+        f"{f} but has no {' or '.join(repr(k) for k in FIELDS[f][0] if k not in keys)} field"
+        for f in formats if shared[f] == best)
 
 
 def _detect(kind: str, value: Any, file: str) -> str:
     if kind == "json" and isinstance(value, dict):
-        if _detect_record(value) == "superni":
+        if _complete(value, ("superni",)):
             return "superni"
-        raise InputError("cannot detect the format: a JSON object that is not a SuperNI task file "
-                         "(no 'Definition' and 'Instances'); expected a SuperNI task or an array of records", file)
+        raise InputError(_near(value, ("superni",)) or "cannot detect the format: a JSON object that is not a "
+                         "SuperNI task file (no 'Definition' and 'Instances'); expected a SuperNI task or an array "
+                         "of records", file)
     records = value if kind == "jsonl" else list(enumerate(value)) if isinstance(value, list) else None
     if records is None:
         raise InputError(f"cannot detect the format: top-level JSON {type(value).__name__}, "
@@ -144,11 +178,12 @@ def _detect(kind: str, value: Any, file: str) -> str:
     if not records:
         raise InputError("no records in the file", file)
     rec, first = records[0]
-    fmt = _detect_record(first)
-    if fmt is None or fmt == "superni":
+    fmt = _complete(first, _RECORD_FORMATS)
+    if fmt is None:
         keys = sorted(first) if isinstance(first, dict) else type(first).__name__
-        raise InputError(f"cannot detect the format from the fields {keys}: expected 'instruction'/'output' "
-                         "(alpaca), 'prompt'/'answer' (prompt-answer) or 'messages' (chat)", file, rec)
+        expected = ", ".join(f"{'/'.join(map(repr, FIELDS[f][0]))} ({f})" for f in _RECORD_FORMATS)
+        raise InputError(_near(first, _RECORD_FORMATS)
+                         or f"cannot detect the format from the fields {keys}: expected {expected}", file, rec)
     return fmt
 
 
@@ -240,7 +275,7 @@ def _chat(obj: dict, file: str, rec: Record) -> Optional[Raw]:
 _RECORD_READERS = {"alpaca": _alpaca, "prompt-answer": _prompt_answer, "chat": _chat}
 
 
-def _superni(value: Any, file: str) -> list[Raw]:
+def _superni(value: Any, file: str) -> list[Optional[Raw]]:
     if not isinstance(value, dict):
         raise InputError(f"a SuperNI task file must be a JSON object (got {_tname(value)})", file)
     if "Definition" not in value:
@@ -261,14 +296,17 @@ def _superni(value: Any, file: str) -> list[Raw]:
         x = _record_dict(x, file, rec)
         inp = _text(x, "input", file, rec, nonempty=False)
         outs = _outputs(x, "output", file, rec)
-        if outs:
-            items.append((d, inp, outs))
+        items.append((d, inp, outs) if outs else None)
     return items
 
 
 # ----------------------------------------------------------------------------- public readers
-def _dedupe(items: list[Raw]) -> list[Raw]:
-    return list(dict.fromkeys(items))
+def _source_data(source: str, file: str, fmt: str, raws: list[Optional[Raw]]) -> SourceData:
+    """`raws`: one per record read, None for a record skipped for having no reference."""
+    kept = [r for r in raws if r is not None]
+    items = list(dict.fromkeys(kept))
+    return SourceData(source, file, fmt, items, records=len(raws), no_output=len(raws) - len(kept),
+                      duplicates=len(kept) - len(items))
 
 
 def _files_of(path: Path) -> list[Path]:
@@ -291,7 +329,7 @@ def load_file(path: Union[str, Path], format: str = "auto", label: Optional[str]
     if fmt == "superni":
         if kind != "json":
             raise InputError("a SuperNI task file must be one JSON object, not JSON lines", file)
-        return SourceData(path.stem, file, fmt, _dedupe(_superni(value, file)))
+        return _source_data(path.stem, file, fmt, _superni(value, file))
     if kind == "json":
         if not isinstance(value, list):
             raise InputError(f"the {fmt} format needs a JSON array of records or JSON lines "
@@ -300,12 +338,8 @@ def load_file(path: Union[str, Path], format: str = "auto", label: Optional[str]
     else:
         records = value
     reader = _RECORD_READERS[fmt]
-    items = []
-    for rec, obj in records:
-        raw = reader(_record_dict(obj, file, rec), file, rec)
-        if raw is not None:
-            items.append(raw)
-    return SourceData(label if label is not None else path.as_posix(), file, fmt, _dedupe(items))
+    raws = [reader(_record_dict(obj, file, rec), file, rec) for rec, obj in records]
+    return _source_data(label if label is not None else path.as_posix(), file, fmt, raws)
 
 
 SPLIT_ROLES = {"train": "train", "test": "test", "dev": "validation", "eval": "validation", "valid": "validation",

@@ -22,7 +22,8 @@ config gives the same stream byte for byte):
    test sources uses them as its test set (steps 3-5 then apply to its training sources only, and
    `test_size` does not apply).
 
-1. Each file is read once; exact duplicate instances inside a file are kept once.
+1. Each file is read once; exact duplicate instances inside a file are kept once (counted in
+   `Task.duplicates_dropped`, and said in one notice per task).
 2. Each source (one file; a SuperNI task) is shuffled with a generator seeded by
    (`split_seed`, source label), so the same file yields the same sample whichever task holds it,
    then capped: `SourceConfig.cap` (for a directory: each of its files) or `superni.per_source_cap`.
@@ -46,6 +47,9 @@ training instance of any task is an error naming both sources, unless `data.test
 `drop` (the training copies are removed and counted in `Task.overlap_dropped`) or `allow`.
 
 Task names become directory names (`stages/NN-<task>`), so they must pass `safe_task_name`.
+
+Errors about the config name the placeholder file `CONFIG`; `build_stream` puts the YAML path in its place.
+Errors about a task's data (no instances, no possible split) name its source files, and why they gave nothing.
 """
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ import math
 import random
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
 
 from citune.data.readers import Raw, SourceData, _read_text, load_source, make_instance
 from citune.data.synthetic import synthetic_stream
@@ -138,8 +142,12 @@ def allocate(sizes: list[int], total: int, keep_one: bool = False, rank: Optiona
     return alloc
 
 
-def _test_counts(sizes: list[int], test_size: Union[int, float], task: str, rank: list[int]) -> list[int]:
+def _test_counts(sizes: list[int], test_size: Union[int, float], task: str, rank: list[int],
+                 file: Optional[str] = CONFIG) -> list[int]:
     n = sum(sizes)
+    if n < 2:
+        raise InputError(f"task '{task}' has only {n} instance; a train/test split needs at least 2",
+                         file, "data.test_size")
     if test_size < 1:
         counts = [0 if s == 0 else min(s - 1 if s >= 2 else 1, max(1, math.floor(test_size * s + 0.5)))
                   for s in sizes]
@@ -149,15 +157,31 @@ def _test_counts(sizes: list[int], test_size: Union[int, float], task: str, rank
                              CONFIG, "data.test_size")
         t = int(test_size)
         if t > n:
-            raise InputError(f"test_size {t} is larger than task '{task}' ({n} instances)", CONFIG, "data.test_size")
+            raise InputError(f"test_size {t} is larger than task '{task}' ({n} instances)", file, "data.test_size")
         counts = allocate(sizes, t, keep_one=True, rank=rank)
     if sum(counts) >= n:
-        raise InputError(f"test_size {test_size} leaves no training data for task '{task}' ({n} instances)",
-                         CONFIG, "data.test_size")
+        why = ", one per source, and a source of one instance goes to test" if test_size < 1 else ""
+        raise InputError(f"test_size {test_size} leaves no training data for task '{task}' ({n} instances{why})",
+                         file, "data.test_size")
     return counts
 
 
 Part = tuple[str, list[Raw]]  # (source label, shuffled and capped raw instances)
+Origin = Mapping[str, SourceData]  # source label -> what its file gave
+
+
+def _files(parts: Sequence[Part], origin: Origin) -> str:
+    return ", ".join(dict.fromkeys(origin[src].file for src, _ in parts if src in origin)) or CONFIG
+
+
+def _no_data(problem: str, parts: Sequence[Part], origin: Origin, where: Optional[str]) -> InputError:
+    """`problem` blamed on the files of `parts`, with why each gave nothing."""
+    sds = [origin[src] for src, _ in parts if src in origin]
+    if not sds:
+        return InputError(problem, CONFIG, where)
+    why = sds[0].empty_cause() if len(sds) == 1 else "; ".join(f"{Path(sd.file).name}: {sd.empty_cause()}"
+                                                                for sd in sds)
+    return InputError(f"{problem}: {why}", _files(parts, origin), where)
 
 
 def _capped(parts: list[Part], total: Optional[int]) -> list[Part]:
@@ -169,26 +193,30 @@ def _capped(parts: list[Part], total: Optional[int]) -> list[Part]:
 def make_task(name: str, parts: list[Part], *, test_size: Union[int, float], split_seed: int,
               cap: Optional[int] = None, max_train: Optional[int] = None, heldout: bool = False,
               where: Optional[str] = None, test_parts: Sequence[Part] = (), validation_parts: Sequence[Part] = (),
-              scorer: str = "rougeL") -> Task:
+              scorer: str = "rougeL", origin: Optional[Origin] = None) -> Task:
     """Steps 3-6 of the module docstring on already shuffled and capped per-source parts: `parts`
-    are the training sources, `test_parts` and `validation_parts` the sources of those roles."""
+    are the training sources, `test_parts` and `validation_parts` the sources of those roles.
+    `origin` names the files in errors and gives the duplicates count."""
+    origin = origin or {}
+    given = list(parts)
     parts = [(src, items) for src, items in parts if items]
     test_given = [(src, items) for src, items in test_parts if items]
     if heldout:
         if not parts and not test_given:
-            raise InputError(f"held-out task '{name}' has no instances after reading and capping", CONFIG, where)
+            raise _no_data(f"held-out task '{name}' has no instances", [*given, *test_parts], origin, where)
         train_parts, test_parts = [], test_given or _capped(parts, cap)
     elif test_given:
         if not parts:
-            raise InputError(f"task '{name}' has no training data (only test or validation sources)", CONFIG, where)
+            raise _no_data(f"task '{name}' has no training data" + ("" if given else
+                           " (only test or validation sources)"), given, origin, where)
         train_parts, test_parts = _capped(parts, cap), test_given
     else:
         if not parts:
-            raise InputError(f"task '{name}' has no instances after reading and capping", CONFIG, where)
+            raise _no_data(f"task '{name}' has no instances", given, origin, where)
         parts = _capped(parts, cap)
         rank = list(range(len(parts)))
         _rng(split_seed, "test-remainder", name).shuffle(rank)
-        counts = _test_counts([len(p[1]) for p in parts], test_size, name, rank)
+        counts = _test_counts([len(p[1]) for p in parts], test_size, name, rank, _files(parts, origin))
         test_parts = [(src, items[:k]) for (src, items), k in zip(parts, counts)]
         train_parts = [(src, items[k:]) for (src, items), k in zip(parts, counts)]
     train_parts = _capped(train_parts, max_train)
@@ -198,8 +226,10 @@ def make_task(name: str, parts: list[Part], *, test_size: Union[int, float], spl
         _rng(split_seed, "merge", split, name).shuffle(xs)
         return xs
 
+    sources = {src for ps in (given, test_given, validation_parts) for src, _ in ps}
     return Task(name, merged(train_parts, "train"), merged(test_parts, "test"),
-                merged(validation_parts, "validation"), scorer=scorer)
+                merged(validation_parts, "validation"), scorer=scorer,
+                duplicates_dropped=sum(origin[s].duplicates for s in sources if s in origin))
 
 
 def _overlap_key(x: Instance, output: str) -> tuple[str, str, str]:
@@ -237,6 +267,7 @@ class _Loader:
     def __init__(self, split_seed: int):
         self.split_seed = split_seed
         self.files: dict[tuple[str, str, str], list[SourceData]] = {}
+        self.origin: dict[str, SourceData] = {}
 
     def parts(self, path: Path, fmt: str, label: str, cap: Optional[int], where: str,
               split: Optional[str] = None) -> dict[str, list[Part]]:
@@ -249,6 +280,7 @@ class _Loader:
             sds = load_source(path, fmt, label)
             for sd in sds:
                 _rng(self.split_seed, "source", sd.source).shuffle(sd.items)
+                self.origin[sd.source] = sd
             self.files[key] = sds
         sds = self.files[key]
         if split is not None and path.is_dir() and any(sd.role for sd in sds):
@@ -287,15 +319,26 @@ def split_seed(cfg: "Config") -> int:
     return cfg.seed if cfg.data.split_by_run_seed else cfg.data.split_seed
 
 
-def _task(cfg: "Config", name: str, roles: dict[str, list[Part]], heldout: bool, where: str,
+def _task(cfg: "Config", name: str, roles: dict[str, list[Part]], heldout: bool, where: str, loader: _Loader,
           cap: Optional[int] = None, scorer: str = "rougeL") -> Task:
+    from rich.markup import escape
+
+    from citune.progress import console, is_quiet
+
     srcs = [p[0] for parts in roles.values() for p in parts]
     dup = next((x for x in srcs if srcs.count(x) > 1), None)
     if dup is not None:
         raise InputError(f"source '{dup}' is read twice in task '{name}'", CONFIG, where)
-    return make_task(name, roles.get("train", []), test_size=cfg.data.test_size, split_seed=split_seed(cfg), cap=cap,
+    task = make_task(name, roles.get("train", []), test_size=cfg.data.test_size, split_seed=split_seed(cfg), cap=cap,
                      max_train=cfg.data.max_train_per_task, heldout=heldout, where=where,
-                     test_parts=roles.get("test", []), validation_parts=roles.get("validation", []), scorer=scorer)
+                     test_parts=roles.get("test", []), validation_parts=roles.get("validation", []), scorer=scorer,
+                     origin=loader.origin)
+    if task.duplicates_dropped and not is_quiet(cfg.run.quiet):
+        files = ", ".join(f"{sd.file} ({sd.duplicates})" for sd in map(loader.origin.get, srcs) if sd.duplicates)
+        n = task.duplicates_dropped
+        console.print(escape(f"note: task '{name}' ({where}): {n} exact duplicate instance{'s' * (n > 1)} dropped, "
+                             f"each kept once: {files}"), soft_wrap=True)  # one line, whatever the width
+    return task
 
 
 def _task_from_config(cfg: "Config", tc: "TaskConfig", where: str, loader: _Loader, heldout: bool) -> Task:
@@ -310,7 +353,7 @@ def _task_from_config(cfg: "Config", tc: "TaskConfig", where: str, loader: _Load
         else:
             path, fmt, label = resolve_path(cfg, s.path), s.format, Path(s.path).as_posix()
         _merge_roles(roles, loader.parts(path, fmt, label, s.cap, w, s.split))
-    return _task(cfg, tc.name, roles, heldout, where, tc.cap, tc.scorer)
+    return _task(cfg, tc.name, roles, heldout, where, loader, tc.cap, tc.scorer)
 
 
 def _from_tasks(cfg: "Config") -> Stream:
@@ -406,7 +449,7 @@ def _superni(cfg: "Config") -> Stream:
             safe_task_name(tid, str(file), f"{where}: task id")
             _merge_roles(roles, loader.parts(tasks_dir / f"{tid}.json", "superni", tid, sc.per_source_cap,
                                              f"SuperNI task of {where}"))
-        return _task(cfg, name, roles, heldout, where, scorer=sc.scorer)
+        return _task(cfg, name, roles, heldout, where, loader, scorer=sc.scorer)
 
     tasks = [build(c, cats[c], False, f"category '{c}'") for c in order]
     held = [build(h, ids, True, w) for h, ids, w in held_ids]
@@ -459,7 +502,7 @@ def _benchmark(cfg: "Config") -> Stream:
 
     def build(name: str, heldout: bool, where: str) -> Task:
         roles = loader.parts(root / name, b.format, name, b.cap, where)
-        return _task(cfg, name, roles, heldout, where, scorer=b.scorers.get(name, b.scorer))
+        return _task(cfg, name, roles, heldout, where, loader, scorer=b.scorers.get(name, b.scorer))
 
     return Stream([build(n, False, w) for n, w in named[:len(order)]],
                   [build(n, True, w) for n, w in named[len(order):]])
@@ -467,8 +510,15 @@ def _benchmark(cfg: "Config") -> Stream:
 
 def build_stream(cfg: "Config") -> Stream:
     """The stream of a config (see the module docstring); raises InputError on bad input."""
+    from citune.config import config_file
+
     builders = {"synthetic": _synthetic, "tasks": _from_tasks, "superni": _superni, "benchmark": _benchmark}
     kind = cfg.data.kind
-    if kind not in builders:
-        raise InputError(f"unknown data.kind '{kind}'", CONFIG, "data.kind")
-    return check_overlap(builders[kind](cfg), cfg.data.test_overlap)
+    try:
+        if kind not in builders:
+            raise InputError(f"unknown data.kind '{kind}'", CONFIG, "data.kind")
+        return check_overlap(builders[kind](cfg), cfg.data.test_overlap)
+    except InputError as e:
+        if e.file != CONFIG:
+            raise
+        raise InputError(e.problem, config_file(cfg), e.record) from e

@@ -49,6 +49,7 @@ class Task:
     validation: list[Instance] = field(default_factory=list)  # never trained on
     scorer: str = "rougeL"  # the primary score (citune.evaluation.scores)
     overlap_dropped: int = 0  # training instances removed because they are test instances too
+    duplicates_dropped: int = 0  # exact duplicates dropped inside the task's sources
 
     def instructions(self) -> list[str]:
         """Unique instructions in first-seen order over the training split."""
@@ -63,3 +64,8 @@ class Stream:
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    def dropped(self) -> dict[str, dict[str, int]]:
+        """Per task, the instances the build removed: exact duplicates in a source, training copies of test data."""
+        return {t.name: {"duplicates_dropped": t.duplicates_dropped, "overlap_dropped": t.overlap_dropped}
+                for t in self.tasks + self.heldout}
