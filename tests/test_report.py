@@ -226,7 +226,8 @@ def test_run_compare_skips_finished_runs(tmp_path, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a finished run must be skipped")
 
-    monkeypatch.setitem(sys.modules, "citune.runs.runner", types.SimpleNamespace(run_stream=no_training))
+    monkeypatch.setitem(sys.modules, "citune.runs.runner", types.SimpleNamespace(
+        run_stream=no_training, check_inputs=lambda cfg: None))
     for s in ("none", "random"):
         for seed in (1, 2):
             make_run(tmp_path, s, seed)

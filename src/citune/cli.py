@@ -1,6 +1,7 @@
 """The `citune` command line: parse, load the config, call the library."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from citune.errors import InputError, TrainingDiverged
+from citune.errors import InputError, Interrupted, TrainingDiverged
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Continual instruction tuning of LLMs: InsCL, KPIG, baselines, CL metrics, reports.")
@@ -26,10 +27,10 @@ def _split_args(config: Optional[str], overrides: Optional[List[str]]) -> tuple[
     return config, overrides
 
 
-def _load(config: Optional[str], overrides: list[str]):
+def _load(config: Optional[str], overrides: list[str], stored: bool = False):
     from citune.config import load_config
 
-    return load_config(config, overrides)
+    return load_config(config, overrides, stored)
 
 
 @app.command()
@@ -49,11 +50,17 @@ def run(
     config, overrides = _split_args(config, overrides)
     if quiet:
         overrides.append("run.quiet=true")
-    if resume and config is None and out is not None and (out / "config.yaml").is_file():
+    stored = resume and config is None and out is not None and (out / "config.yaml").is_file()
+    if stored:
         config = str(out / "config.yaml")
-    cfg = _load(config, overrides)
+    cfg = _load(config, overrides, stored)
     out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.replay.strategy}"
-    metrics = run_stream(cfg, out, resume=resume)
+    try:
+        metrics = run_stream(cfg, out, resume=resume)
+    except Interrupted as e:
+        e.resume = (f"finished stages are kept in {out}; continue with: citune run -o {out} --resume"
+                    if (out / "manifest.json").is_file() else "nothing was written; run the same command again")
+        raise
     if PartialState().is_main_process:  # under `accelerate launch`, one summary, not one per rank
         print_run_summary(metrics, out, matrix=True)
 
@@ -67,11 +74,13 @@ def plan(
     """Dry run: stream, stage sizes and replay quotas per stage, without training."""
     from citune.replay.planning import plan_stream, render_plan
     from citune.data import build_stream
-    from citune.io import write_json
+    from citune.io import output_file, write_json
     from citune.paths import cache_root
 
     config, overrides = _split_args(config, overrides)
     cfg = _load(config, overrides)
+    if as_json:
+        output_file(as_json)
     stream = build_stream(cfg)
     plans = plan_stream(cfg, stream, cache_root(cfg.run.cache_dir))
     print(render_plan(plans))
@@ -160,8 +169,10 @@ def score(
     from rich.console import Console
 
     from citune.evaluation.score_file import render_file_scores, score_file
-    from citune.io import write_json
+    from citune.io import output_file, write_json
 
+    if json_out:
+        output_file(json_out)
     result = score_file(target, metric)
     Console().print(render_file_scores(result, title=f"{target}: {result.n} lines"))
     if json_out:
@@ -169,7 +180,7 @@ def score(
 
 
 def _rescore(run_dir: Path, metric: Optional[str], json_out: Optional[Path]) -> None:
-    from citune.io import write_json
+    from citune.io import output_file, write_json
     from citune.report import build_report
     from citune.report.console import print_run_summary
     from citune.runs.rescore import rescore_run
@@ -177,6 +188,8 @@ def _rescore(run_dir: Path, metric: Optional[str], json_out: Optional[Path]) -> 
     if metric is not None:
         raise InputError("--metric applies to prediction files; a run's scorers are those of its config",
                          "command line", "--metric")
+    if json_out:
+        output_file(json_out)
     done = rescore_run(run_dir)
     build_report(run_dir)
     print(f"{run_dir}: {done.predictions} predictions in {done.files} eval.json files rescored, "
@@ -188,9 +201,14 @@ def _rescore(run_dir: Path, metric: Optional[str], json_out: Optional[Path]) -> 
 
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
+    _raise_on_signals()
     try:
         # --debug is accepted anywhere on the line, not only before the command.
-        app(args=[a for a in sys.argv[1:] if a != "--debug"], prog_name="citune", standalone_mode=False)
+        code = app(args=[a for a in sys.argv[1:] if a != "--debug"], prog_name="citune", standalone_mode=False)
+    except Interrupted as e:
+        print(f"interrupted by {signal.Signals(e.signum).name}: "
+              f"{e.resume or 'finished work is kept; run the same command again to continue'}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except InputError as e:
         if debug:
             raise
@@ -202,20 +220,36 @@ def main() -> None:
         print(f"error: {e} (finished stages are kept; fix the settings and run again with --resume)",
               file=sys.stderr)
         sys.exit(1)
-    except (SystemExit, KeyboardInterrupt):
-        raise
+    except _click_exceptions().ClickException as e:  # a usage error: click's own lines, exit 2
+        e.show()
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(1)
     except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(2)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
         if debug:
             raise
         print(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # typer returns the code of an Exit (130 for a bare Ctrl-C)
+
+
+def _raise_on_signals() -> None:
+    """SIGINT and SIGTERM (a scheduler's stop) raise Interrupted; a second one acts as by default."""
+    def stop(signum, frame):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_DFL if s == signal.SIGTERM else signal.default_int_handler)
+        raise Interrupted(signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, stop)
+
+
+def _click_exceptions():
+    try:
+        from typer._click import exceptions  # typer >= 0.22 vendors click
+    except ImportError:
+        from click import exceptions
+    return exceptions
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from citune.config import PRESENTATION, run_identity, Config, load_config
+from citune.config import PRESENTATION, config_difference, first_difference, load_config, run_identity
 from citune.errors import InputError
-from citune.io import read_json
+from citune.io import make_dir, read_json
 from citune.progress import say
 from citune.report.comparison import (
     build_comparison_report, comparison_table, default_baseline, interval_sentence, strategy_columns, write_comparison,
@@ -28,20 +27,6 @@ __all__ = ["run_compare", "comparison_table", "default_baseline", "write_compari
 
 def run_dir_for(parent: Path, strategy: str, seed: int) -> Path:
     return Path(parent) / run_dir_name(strategy, seed)
-
-
-# Settings that change how a run is shown or where its caches live, never its results.
-def first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
-    """The dotted key of the first difference between two config dicts (None when equal)."""
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            found = first_difference(va, vb, f"{prefix}{key}.")
-            if found:
-                return found
-        elif va != vb or (key in a) != (key in b):
-            return f"{prefix}{key}"
-    return None
 
 
 def is_finished(run_dir: Path, cfg_dict: dict) -> bool:
@@ -57,44 +42,44 @@ def run_compare(config_path: str | None, strategies: list[str], seeds: list[int]
     """Run (or resume, or skip) every strategy x seed, then (unless `report` is false) write
     comparison.json, comparison.md and the comparison report into `parent`, with each strategy's paired
     difference from `baseline` (default: `random` when compared, else the first strategy); return `parent`."""
-    parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    run_dirs = []
-    total = len(strategies) * len(seeds)
-    for strategy in strategies:
-        for seed in seeds:
-            run_dir = run_dir_for(parent, strategy, seed)
-            run_dirs.append(run_dir)
-            cfg = load_config(config_path, [*overrides, f"replay.strategy={strategy}", f"seed={seed}"])
-            label = f"[{len(run_dirs)}/{total}] {strategy} seed {seed}"
-            if is_finished(run_dir, cfg.to_dict()):
-                say(f"{label}: done already, skipped ({run_dir})", quiet)
-                continue
-            resume = (run_dir / "manifest.json").is_file()
-            if resume:
-                stored = load_run(run_dir).config
-                diff = first_difference(run_identity(stored), run_identity(cfg.to_dict()))
-                if diff:
-                    raise InputError(f"this run was made with another config ({diff}: {_at(stored, diff)!r} there, "
-                                     f"{_at(cfg.to_dict(), diff)!r} now); choose another -o or remove the run "
-                                     "directory", str(run_dir / "config.yaml"))
-                # the runner checks the config byte for byte: continue with the run's own presentation settings
-                for key in PRESENTATION["run"]:
-                    if key in (stored.get("run") or {}):
-                        setattr(cfg.run, key, stored["run"][key])
-            say(f"{label}: {'resuming' if resume else 'running'} → {run_dir}", quiet)
-            from citune.runs.runner import run_stream  # torch loads only when a run is needed
+    if not strategies or not seeds:
+        raise InputError(f"--{'strategies' if not strategies else 'seeds'} names nothing to compare", "command line")
+    configs = {run_dir_for(parent, strategy, seed): load_config(
+        config_path, [*overrides, f"replay.strategy={strategy}", f"seed={seed}"])
+        for strategy in strategies for seed in seeds}
+    from citune.runs.runner import check_inputs, run_stream  # torch loads only here
 
-            run_stream(cfg, run_dir, resume=resume)
+    for run_dir, cfg in configs.items():  # every input checked before anything is written or trained
+        check_inputs(cfg)
+        _check_stored_config(run_dir, cfg)
+    make_dir(parent)
+    for i, (run_dir, cfg) in enumerate(configs.items(), 1):
+        label = f"[{i}/{len(configs)}] {cfg.replay.strategy} seed {cfg.seed}"
+        if is_finished(run_dir, cfg.to_dict()):
+            say(f"{label}: done already, skipped ({run_dir})", quiet)
+            continue
+        resume = (run_dir / "manifest.json").is_file()
+        say(f"{label}: {'resuming' if resume else 'running'} → {run_dir}", quiet)
+        run_stream(cfg, run_dir, resume=resume)
+    run_dirs = list(configs)
     if report:
         build_comparison_report(parent, run_dirs, baseline=baseline or default_baseline(strategies))
     return parent
 
 
-def _at(d: dict, dotted: str):
-    for key in dotted.split("."):
-        d = d.get(key) if isinstance(d, dict) else None
-    return d
+def _check_stored_config(run_dir: Path, cfg) -> None:
+    """A run already in `run_dir` must have `cfg`'s config; it then continues with its own presentation
+    settings (`--quiet` given to one invocation and not the other)."""
+    if not (run_dir / "manifest.json").is_file():
+        return
+    stored = load_run(run_dir).config
+    diff = config_difference(stored, cfg.to_dict())
+    if diff:
+        raise InputError(f"this run was made with another config ({diff}); choose another -o or remove the run "
+                         "directory", str(run_dir / "config.yaml"))
+    for key in PRESENTATION["run"]:
+        if key in (stored.get("run") or {}):
+            setattr(cfg.run, key, stored["run"][key])
 
 
 def render_comparison(rows: list[dict], title: str = "citune comparison", columns: slice = slice(None)) -> Table:

@@ -1,11 +1,13 @@
 """The run configuration: pydantic models mirroring the YAML. Unknown keys are errors."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from citune.errors import InputError
 
@@ -141,6 +143,33 @@ class DataConfig(Strict):
             raise ValueError("must be positive (a fraction below 1 or a count)")
         return v
 
+    @model_validator(mode="after")
+    def _read_by_kind(self, info: ValidationInfo):
+        """A key that the chosen kind does not read must keep its default: set, it would be ignored. (Not
+        checked in a run's stored config: it holds the defaults of the version that wrote it.)"""
+        if (info.context or {}).get("stored"):
+            return self
+        for key, kinds in DATA_KEYS_BY_KIND.items():
+            if self.kind not in kinds and getattr(self, key) != type(self).model_fields[key].get_default():
+                raise PydanticCustomError(
+                    "unread_key", "set, but data.kind '{kind}' does not read it (it is read by data.kind: {readers})",
+                    {"key": key, "kind": self.kind, "readers": " or ".join(kinds)})
+        return self
+
+
+# The keys of `data` that only some kinds read (the others are read by every kind).
+DATA_KEYS_BY_KIND = {
+    "synthetic": ("synthetic",),
+    "tasks": ("tasks",),
+    "heldout": ("tasks",),
+    "superni_dir": ("tasks",),
+    "superni": ("superni", "tasks"),  # tasks: its root is where `superni:` source ids are found
+    "benchmark": ("benchmark",),
+    "test_size": ("tasks", "superni", "benchmark"),
+    "split_seed": ("tasks", "superni", "benchmark"),
+    "split_by_run_seed": ("tasks", "superni", "benchmark"),
+}
+
 
 class TrainConfig(Strict):
     epochs: int = Field(1, gt=0)
@@ -274,18 +303,43 @@ def apply_overrides(raw: dict, overrides: list[str], origin: str = "command line
     return raw
 
 
+# The member tags pydantic puts in the location of a union's errors (`test_size.float`, `order.list[str]`).
+_UNION_TAG = re.compile(r"^(int|float|str|bool|none|[a-z-]+\[.*\])$")
+
+
+def _key_path(loc: tuple) -> str:
+    """`data.tasks[0].sources[0].cap`: list indices in brackets, union member tags left out."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not _UNION_TAG.match(part) or not path:
+            path += f".{part}" if path else part
+    return path or "(top level)"
+
+
+def _problem(error: dict) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    return error["msg"].removeprefix("Value error, ")
+
+
 def _error_line(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
-    return f"{loc}: {msg}{more}"
+    """The first problem as `key: problem`; the failures of one union's members are one problem."""
+    problems: dict[str, list[str]] = {}
+    for error in err.errors():
+        sub = (error.get("ctx") or {}).get("key")  # a model validator's error about one of its keys
+        key = _key_path(error["loc"]) + (f".{sub}" if sub else "")
+        problems.setdefault(key, []).append(_problem(error))
+    key, msgs = next(iter(problems.items()))
+    n = len(problems) - 1
+    more = f" (and {n} more problem{'s' if n > 1 else ''})" if n else ""
+    return f"{key}: {'; or '.join(dict.fromkeys(msgs))}{more}"
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (or the embedded default when `path` is None), apply overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, stored: bool = False) -> Config:
+    """Read a YAML config (or the embedded default when `path` is None), apply overrides, validate;
+    `stored`: the config.yaml of a run, whose defaults may be an older version's."""
     origin = str(path) if path else "embedded default config"
     raw: dict = {}
     if path is not None:
@@ -293,22 +347,31 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.is_file():
             raise InputError("config file not found", origin)
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
         except UnicodeDecodeError as e:
             raise InputError(f"not UTF-8 text (byte {e.start})", origin) from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             rec = f"line {mark.line + 1}" if mark else None
             raise InputError(f"invalid YAML: {getattr(e, 'problem', e)}", origin, rec) from None
+        if raw is None:
+            raise InputError("holds no config (empty or only comments); to run the embedded default, give no "
+                             "config file", origin)
         if not isinstance(raw, dict):
             raise InputError("the config must be a mapping of sections", origin)
     raw = apply_overrides(raw, overrides or [])
     try:
-        cfg = Config.model_validate(raw)
+        cfg = Config.model_validate(raw, context={"stored": stored})
     except ValidationError as e:
         raise InputError(_error_line(e), origin) from None
     cfg._origin = Path(path).resolve().parent if path else Path.cwd()  # type: ignore[attr-defined]
+    cfg._file = origin  # type: ignore[attr-defined]
     return cfg
+
+
+def config_file(cfg: Config) -> str:
+    """The YAML file a config was read from, as error lines name it."""
+    return getattr(cfg, "_file", "config")
 
 
 def resolve_path(cfg: Config, p: str) -> Path:
@@ -329,7 +392,7 @@ def run_identity(cfg_dict: dict) -> dict:
     re-validated, so that keys added to the config schema since the run (with their defaults) and
     the defaults of the current version do not make a finished run look different."""
     try:
-        full = Config.model_validate(cfg_dict).to_dict()
+        full = Config.model_validate(cfg_dict, context={"stored": True}).to_dict()
     except ValidationError:  # a key this version no longer knows: it stays, so the configs differ there
         full = _merged(Config().to_dict(), cfg_dict)
     for section, keys in PRESENTATION.items():
@@ -343,3 +406,30 @@ def _merged(defaults: dict, given: dict) -> dict:
     for key, value in given.items():
         out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
+    """The dotted key of the first difference between two config dicts (None when equal)."""
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found = first_difference(va, vb, f"{prefix}{key}.")
+            if found:
+                return found
+        elif va != vb or (key in a) != (key in b):
+            return f"{prefix}{key}"
+    return None
+
+
+def config_difference(stored: dict, now: dict) -> str | None:
+    """How a run's stored config differs from `now` beyond presentation settings, as
+    "key: <stored value> there, <value> now" (None when they agree)."""
+    a, b = run_identity(stored), run_identity(now)
+    key = first_difference(a, b)
+    return None if key is None else f"{key}: {_at(a, key)!r} there, {_at(b, key)!r} now"
+
+
+def _at(d: dict, dotted: str):
+    for key in dotted.split("."):
+        d = d.get(key) if isinstance(d, dict) else None
+    return d

@@ -25,3 +25,17 @@ class InputError(Exception):
 
 class TrainingDiverged(RuntimeError):
     """A NaN or infinite loss: the stage stops, finished stages stay resumable."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: the work in progress is abandoned, what is finished stays (a BaseException, like
+    KeyboardInterrupt, so that no `except Exception` swallows it). `resume` says how to continue."""
+
+    def __init__(self, signum: int, resume: str | None = None):
+        self.signum = signum
+        self.resume = resume
+        super().__init__(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

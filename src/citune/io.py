@@ -9,6 +9,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from citune.errors import InputError
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
@@ -58,3 +60,22 @@ def read_json(path: str | Path) -> Any:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def make_dir(path: str | Path) -> Path:
+    """Create an output directory the user named; a path that is (or runs through) a file is bad input."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create this directory: {e.strerror or e}", str(path)) from None
+    return path
+
+
+def output_file(path: str | Path) -> Path:
+    """Check an output file the user named (its folder is created): not a directory, its folder creatable."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError("is a directory; name a file to write", str(path))
+    make_dir(path.parent)
+    return path

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from citune.config import config_file
 from citune.data.types import Instance, Stream, Task
 from citune.errors import InputError
 
@@ -119,5 +120,6 @@ def strategy_names() -> list[str]:
 
 def get_strategy(name: str, cfg: "Config") -> ReplayStrategy:
     if name not in _REGISTRY:
-        raise InputError(f"unknown replay strategy '{name}' (known: {', '.join(strategy_names())})", "replay.strategy")
+        raise InputError(f"unknown replay strategy '{name}' (known: {', '.join(strategy_names())})", config_file(cfg),
+                         "replay.strategy")
     return _REGISTRY[name](cfg)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from citune.config import Config, run_identity
+from citune.config import Config, config_difference
 from citune.errors import InputError
-from citune.io import read_json, write_json, write_yaml
+from citune.io import make_dir, read_json, write_json, write_yaml
 
 
 def config_hash(cfg_dict: dict) -> str:
@@ -55,6 +55,14 @@ class RunDir:
     def manifest(self) -> dict:
         return read_json(self.manifest_path)
 
+    def stored_config(self) -> dict:
+        return yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
+
+    def finished(self) -> bool:
+        """The run ended: every stage done, metrics.json written and the manifest's finish time set."""
+        return (self.manifest_path.is_file() and (self.path / "metrics.json").is_file()
+                and self.manifest().get("finished") is not None)
+
     def save_manifest(self, manifest: dict) -> None:
         write_json(self.manifest_path, manifest)
 
@@ -65,12 +73,12 @@ class RunDir:
             if not resume:
                 raise InputError("a run already exists here; pass --resume to continue it or choose another -o",
                                  str(self.path))
-            stored = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
-            if config_hash(run_identity(stored)) != config_hash(run_identity(cfg_dict)):
-                raise InputError("the config differs from this run's config.yaml; resume with the same config "
+            diff = config_difference(self.stored_config(), cfg_dict)
+            if diff:
+                raise InputError(f"the config differs from this run's ({diff}); resume with the same config "
                                  "(or none: the stored one is used)", str(self.path / "config.yaml"))
             return self.manifest()
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dir(self.path)
         write_yaml(self.path / "config.yaml", cfg_dict)
         manifest = {
             "config_hash": config_hash(cfg_dict),

@@ -21,6 +21,7 @@ from citune.evaluation.evaluate import build_checkers, evaluate_stage
 from citune.evaluation.metrics import metrics_from_evals
 from citune.io import read_json, write_json, write_jsonl
 from citune.models import load_model
+from citune.models.loading import resolve_model_dir
 from citune.paths import cache_root
 from citune.progress import progress_bars, say
 from citune.replay import StageContext, get_strategy
@@ -58,11 +59,19 @@ def _has_wandb() -> bool:
     return importlib.util.find_spec("wandb") is not None
 
 
+def check_inputs(cfg: Config) -> tuple[Stream, object]:
+    """Every input of a run checked before anything is written: the data (the stream), the strategy and
+    the model's path."""
+    stream = build_stream(cfg)
+    strategy = get_strategy(cfg.replay.strategy, cfg)
+    resolve_model_dir(cfg.model, cache_root(cfg.run.cache_dir))
+    return stream, strategy
+
+
 def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     """Run (or resume) the whole stream into `run_dir`; return the metrics."""
     run_dir = Path(run_dir)
-    stream = build_stream(cfg)
-    strategy = get_strategy(cfg.replay.strategy, cfg)
+    stream, strategy = check_inputs(cfg)
     run = RunDir(run_dir)
     accelerator = make_accelerator(cfg, run_dir)
     load_models_whole(accelerator)  # DeepSpeed ZeRO-3 partitions the model when the engine is made
@@ -71,23 +80,13 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
     manifest = run.init(cfg, stream.names, resume) if main else None
     accelerator.wait_for_everyone()
     manifest = manifest or run.manifest()
-    stages = manifest["stages"]
-    if all(s["status"] == "done" for s in stages):
-        say(f"[green]{run_dir}: every stage is done; nothing to resume[/green]", cfg.run.quiet)
+    manifest["dropped"] = stream.dropped()  # per task: instances the data layer dropped, counted
+    if run.finished():
+        say(f"[green]{run_dir}: the run is finished; nothing to resume[/green]", cfg.run.quiet)
         return read_json(run_dir / "metrics.json")
     cache = cache_root(cfg.run.cache_dir)
-    done = [s["index"] for s in stages if s["status"] == "done" and s["index"] > 0]
-    checkpoint = run.checkpoint(max(done)) if done else None
-    bundle = load_model(cfg.model, cache, state=checkpoint, seed=cfg.seed)
-    train_model = prepare_for_training(accelerator, bundle.model, cfg.train, checkpoint)
-    checkers = build_checkers(stream)
-    with progress_bars(cfg.run.quiet or not main) as bars:
-        overall = bars.add_task("stages", total=len(stages), info=cfg.replay.strategy)
-        for entry in stages:
-            if entry["status"] != "done":
-                _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model, accelerator,
-                           checkers, cache, bars)
-            bars.advance(overall)
+    if any(s["status"] != "done" for s in manifest["stages"]):
+        _run_stages(cfg, stream, strategy, run, manifest, accelerator, cache)
     accelerator.wait_for_everyone()  # every eval.json is written before any rank reads them
     if cfg.eval.ub == "expert" and "expert_ub" not in manifest:
         from citune.evaluation.experts import expert_upper_bounds
@@ -101,6 +100,23 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
         _finish(run, cfg, manifest)
     accelerator.end_training()
     return metrics
+
+
+def _run_stages(cfg, stream, strategy, run, manifest, accelerator, cache) -> None:
+    """Train and evaluate every stage not done, from the last done stage's checkpoint."""
+    stages = manifest["stages"]
+    done = [s["index"] for s in stages if s["status"] == "done" and s["index"] > 0]
+    checkpoint = run.checkpoint(max(done)) if done else None
+    bundle = load_model(cfg.model, cache, state=checkpoint, seed=cfg.seed)
+    train_model = prepare_for_training(accelerator, bundle.model, cfg.train, checkpoint)
+    checkers = build_checkers(stream)
+    with progress_bars(cfg.run.quiet or not accelerator.is_main_process) as bars:
+        overall = bars.add_task("stages", total=len(stages), info=cfg.replay.strategy)
+        for entry in stages:
+            if entry["status"] != "done":
+                _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model, accelerator,
+                           checkers, cache, bars)
+            bars.advance(overall)
 
 
 def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model, accelerator, checkers, cache, bars):
