@@ -166,6 +166,19 @@ def test_run_identity_ignores_presentation_and_schema_additions():
     assert first_difference(run_identity(stored), run_identity(now)) == "replay.retired_key"
 
 
+def test_run_identity_ignores_data_keys_the_kind_does_not_read():
+    """A stored config holds every default of its day: a SuperNI run stays the same run when the
+    synthetic stream's default changes (2026-12-03: arithmetic became list-ops)."""
+    from citune.config import config_difference, load_config
+
+    now = load_config(None, ["data.kind=superni"]).to_dict()
+    stored = json.loads(json.dumps(now))
+    stored["data"]["synthetic"]["families"] = ["sentiment", "entity-extraction", "arithmetic", "date-format"]
+    assert config_difference(stored, now) is None
+    stored["data"]["superni"]["per_source_cap"] = 7
+    assert config_difference(stored, now) == "data.superni.per_source_cap: 7 there, 40 now"
+
+
 def test_report_regenerates_a_run_and_a_comparison(compared, tmp_path):
     parent, _ = compared
     work = tmp_path / "cmp"

@@ -100,7 +100,7 @@ class BenchmarkConfig(Strict):
 
 
 class SyntheticConfig(Strict):
-    families: list[str] = ["sentiment", "entity-extraction", "arithmetic", "date-format"]
+    families: list[str] = ["sentiment", "entity-extraction", "list-ops", "date-format"]
     heldout_families: list[str] = ["yes-no-membership"]
     train_per_task: int = Field(64, gt=0)
     test_per_task: int = Field(16, gt=0)
@@ -388,13 +388,16 @@ PRESENTATION = {"run": ("quiet", "report_to", "cache_dir", "save_model")}
 
 
 def run_identity(cfg_dict: dict) -> dict:
-    """A config dict without its presentation settings (`PRESENTATION`); a stored config is first
-    re-validated, so that keys added to the config schema since the run (with their defaults) and
-    the defaults of the current version do not make a finished run look different."""
+    """A config dict without its presentation settings (`PRESENTATION`) and without the data keys its
+    `data.kind` does not read; a stored config is first re-validated, so that keys added to the config
+    schema since the run (with their defaults) and the defaults of the current version do not make a
+    finished run look different."""
     try:
         full = Config.model_validate(cfg_dict, context={"stored": True}).to_dict()
     except ValidationError:  # a key this version no longer knows: it stays, so the configs differ there
         full = _merged(Config().to_dict(), cfg_dict)
+    unread = [k for k, kinds in DATA_KEYS_BY_KIND.items() if full["data"].get("kind") not in kinds]
+    full["data"] = {k: v for k, v in full["data"].items() if k not in unread}
     for section, keys in PRESENTATION.items():
         if isinstance(full.get(section), dict):
             full[section] = {k: v for k, v in full[section].items() if k not in keys}
