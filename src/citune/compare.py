@@ -49,8 +49,12 @@ def run_compare(config_path: str | None, strategies: list[str], seeds: list[int]
         for strategy in strategies for seed in seeds}
     from citune.runs.runner import check_inputs, run_stream  # torch loads only here
 
+    checked = set()
     for run_dir, cfg in configs.items():  # every input checked before anything is written or trained
-        check_inputs(cfg)
+        key = (cfg.seed if cfg.data.split_by_run_seed else None, cfg.replay.strategy)
+        if key not in checked:  # the stream differs between runs only by the seed, if split_by_run_seed
+            check_inputs(cfg)
+            checked.add(key)
         _check_stored_config(run_dir, cfg)
     make_dir(parent)
     for i, (run_dir, cfg) in enumerate(configs.items(), 1):
