@@ -187,7 +187,7 @@ def test_duplicates_dropped_inside_a_source_are_said_and_stored_in_the_manifest(
                    f"  tasks: [{{name: a, sources: [{{path: {data}}}]}}]\n"
                    "train: {batch_size: 2, max_length: 32}\neval: {max_new_tokens: 2}\nreplay: {strategy: none}\n")
     result = subprocess.run([sys.executable, "-m", "citune", "run", str(cfg), "-o", str(tmp_path / "out")],
-                            capture_output=True, text=True, env={**__import__("os").environ, "CITUNE_QUIET": "0"})
+                            capture_output=True, text=True, env={**__import__("os").environ, "CITUNE_QUIET": "1"})
     assert result.returncode == 0, result.stderr
     assert "3 exact duplicate instances dropped" in result.stdout + result.stderr
     assert read_json(tmp_path / "out" / "manifest.json")["dropped"] == {

@@ -323,7 +323,7 @@ def _task(cfg: "Config", name: str, roles: dict[str, list[Part]], heldout: bool,
           cap: Optional[int] = None, scorer: str = "rougeL") -> Task:
     from rich.markup import escape
 
-    from citune.progress import console, is_quiet
+    from citune.progress import console
 
     srcs = [p[0] for parts in roles.values() for p in parts]
     dup = next((x for x in srcs if srcs.count(x) > 1), None)
@@ -333,7 +333,7 @@ def _task(cfg: "Config", name: str, roles: dict[str, list[Part]], heldout: bool,
                      max_train=cfg.data.max_train_per_task, heldout=heldout, where=where,
                      test_parts=roles.get("test", []), validation_parts=roles.get("validation", []), scorer=scorer,
                      origin=loader.origin)
-    if task.duplicates_dropped and not is_quiet(cfg.run.quiet):
+    if task.duplicates_dropped:  # said even with --quiet, which silences progress bars only
         files = ", ".join(f"{sd.file} ({sd.duplicates})" for sd in map(loader.origin.get, srcs) if sd.duplicates)
         n = task.duplicates_dropped
         console.print(escape(f"note: task '{name}' ({where}): {n} exact duplicate instance{'s' * (n > 1)} dropped, "
