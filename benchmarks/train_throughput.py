@@ -82,7 +82,7 @@ def fresh_model(cfg, seed: int, fast_dropout: bool = True):
 def run_citune(cfg, instances, seed: int, precision: str, fast_dropout: bool = True) -> dict:
     from accelerate import Accelerator
 
-    from citune.engine.objective import TrainExample
+    from citune.types import TrainExample
     from citune.engine.trainer import train_stage
 
     bundle = fresh_model(cfg, seed, fast_dropout)
@@ -155,7 +155,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from citune.engine.batching import encode_examples
-    from citune.engine.objective import TrainExample
+    from citune.types import TrainExample
     from citune.engine.trainer import configure_threads, peak_memory_mb, reset_peak_memory
 
     threads = configure_threads(args.threads, 1)

@@ -14,7 +14,7 @@ from citune.data.readers import (detect_format, load_source, read_alpaca, read_c
                                  read_source, read_superni)
 from citune.data.stream import allocate
 from citune.data.synthetic import FAMILIES, generate, synthetic_task
-from citune.data.types import instance_uid
+from citune.types import instance_uid
 from citune.errors import InputError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

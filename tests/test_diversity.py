@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from citune.config import KPIGConfig
-from citune.data.types import Instance
-from citune.engine.objective import TrainExample
+from citune.types import Instance
+from citune.types import TrainExample
 from citune.replay.diversity import diversify, filter_variants, make_variants, rephrase, reorder, variant_spans
-from citune.replay.keyparts import heuristic_spans, span_texts
+from citune.data.instructions import heuristic_spans, span_texts
 
 INSTRUCTIONS = [
     "In this task, you are given a text from tweets. Your task is to classify given tweet text into two "

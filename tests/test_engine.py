@@ -5,11 +5,12 @@ import torch
 import torch.nn.functional as F
 
 from citune.data.prompt import PromptEncoder
-from citune.data.types import Instance
-from citune.engine.batching import collate, encode_examples, length_grouped_batches, position_ids
-from citune.engine.checkpoint import load_trainable, save_trainable, trainable_state
+from citune.types import Instance
+from citune.engine.batching import collate, encode_examples, length_grouped_batches
+from citune.models.forward import position_ids
+from citune.models.checkpoint import load_trainable, save_trainable, trainable_state
 from citune.engine.loss import response_loss
-from citune.engine.objective import TrainExample
+from citune.types import TrainExample
 
 
 def _inst(i, out="blue"):

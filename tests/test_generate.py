@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from citune.data.types import Instance
+from citune.types import Instance
 from citune.evaluation.generate import (GenRequest, generate, greedy_batch, hf_generate_batch,
-                                        make_jobs, pool_jobs, share_jobs, shared_prefix_lens,
-                                        sharing_pays)
+                                        make_jobs, pool_jobs, share_jobs)
+from citune.models.forward import shared_prefix_lens, sharing_pays
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from citune.data.types import Instance
+from citune.types import Instance
 from citune.engine.batching import collate, encode_examples
-from citune.engine.ig_objective import IGObjective
-from citune.engine.objective import TrainExample
-from citune.replay.masking import mask
+from citune.replay.kpig_objective import IGObjective
+from citune.types import TrainExample
+from citune.spans import mask
 
 INS = [
     ("Classify the review. Answer with 'good' or 'bad' only.", "Great food, kind staff.", "good"),

@@ -9,7 +9,7 @@ from citune.engine.loss import response_loss
 from citune.models import load_model
 from citune.paths import cache_root
 from citune.replay.infogain import information_gain
-from citune.replay.masking import mask
+from citune.spans import mask
 
 WORDS = ("red", "blue")
 INPUTS = ("item a", "item b")
@@ -116,7 +116,7 @@ def test_shared_prefix_scoring_equals_separate_forwards(models):
     data = items(lambda w: w)
     bundle.model.eval()
     expected = [_nll(bundle, m, x, y) - _nll(bundle, ins, x, y) for ins, m, x, y in data]
-    from citune.evaluation.generate import sharing_pays
+    from citune.models.forward import sharing_pays
 
     rows = [bundle.encoder.example(t, x, y, 256)[0] for ins, m, x, y in data for t in (ins, m)]
     twins = [next(k for k, (a, b) in enumerate(zip(rows[i], rows[i + 1])) if a != b) for i in range(0, len(rows), 2)]

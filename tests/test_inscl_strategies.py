@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from citune.config import load_config
-from citune.data.types import Instance, Stream, Task, instance_uid
+from citune.types import Instance, Stream, Task, instance_uid
 from citune.replay import StageContext, get_strategy
 from citune.replay.embeddings import embed_texts, sentence_embeddings
 from citune.replay.inscl import DISTANCES_FILE, quota_weights

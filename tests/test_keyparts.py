@@ -6,10 +6,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from citune.config import KPIGConfig, load_config
-from citune.data.types import Instance, Stream, Task
-from citune.evaluation.vscore import label_sets
-from citune.replay.keyparts import KeyPartExtractor, heuristic_spans, keyparts_report, parse_json_list, span_texts
-from citune.replay.masking import mask, merge_spans
+from citune.types import Instance, Stream, Task
+from citune.data.instructions import heuristic_spans, label_sets, span_texts
+from citune.replay.keyparts import KeyPartExtractor, keyparts_report, parse_json_list
+from citune.spans import mask, merge_spans
 
 
 def superni_task(superni_dir, name: str, n: int = 60) -> Task:

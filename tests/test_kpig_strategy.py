@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from citune.config import load_config
-from citune.data.types import Instance, Stream, Task
-from citune.engine.ig_objective import IGObjective
-from citune.engine.objective import TrainExample
+from citune.types import Instance, Stream, Task
+from citune.replay.kpig_objective import IGObjective
+from citune.types import TrainExample
 from citune.replay import StageContext, get_strategy
 from citune.replay.quota import allocate
 

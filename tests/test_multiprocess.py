@@ -6,7 +6,7 @@ The two processes are started the way the `cpu-2proc` profile launches them
 `accelerate launch --cpu --num_processes 2` starts several CPU processes only through mpirun,
 and otherwise starts a single one. The FSDP2 run is the same with Accelerate's FSDP2 switched on
 by tests/fsdp_on_cpu.py (Accelerate allows FSDP only on accelerator devices): parameters sharded
-across the two ranks, evaluation in lockstep, checkpoints gathered (engine/sharding.py). The
+across the two ranks, evaluation in lockstep, checkpoints gathered (models/sharding.py). The
 DeepSpeed runs switch Accelerate to DeepSpeed the same way (tests/deepspeed_on_cpu.py): one engine
 for the run with its optimizer reset per stage (engine/zero.py); ZeRO-3 shards the parameters as
 FSDP2 does. They are skipped where DeepSpeed is not installed.

@@ -31,7 +31,8 @@ def test_lora_kpig_run_prints_no_future_warning(tmp_path):
 def test_greedy_decoding_paths_warn_nothing(tiny_bundle):
     """Every decoding path in-process, with FutureWarnings as errors: one plain prefill, shared
     prefixes, and `model.generate`."""
-    from citune.evaluation.generate import greedy_batch, hf_generate_batch, sharing_pays, stop_ids
+    from citune.evaluation.generate import greedy_batch, hf_generate_batch, stop_ids
+    from citune.models.forward import sharing_pays
 
     model, tok = tiny_bundle.model, tiny_bundle.tokenizer
     head = tok("Read the question below and answer it in one word, without explanation.",

@@ -4,7 +4,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from citune.data.types import Instance, Task
+from citune.types import Instance, Task
 from citune.replay.sampling import insinfo_sample, instruction_groups, spread_sample, uniform_sample
 
 SIZES = {"a": 5, "b": 3, "c": 1, "d": 6}

@@ -1,9 +1,10 @@
 """V-score checks: closed label sets and each mechanically checkable constraint, true and false."""
 import pytest
 
-from citune.data.types import Instance, Task
-from citune.evaluation.text import normalize, sentence_spans
-from citune.evaluation.vscore import Constraint, build_checker, closed_labels, parse_constraints, validated
+from citune.types import Instance, Task
+from citune.data.text import normalize, sentence_spans
+from citune.data.instructions import closed_labels
+from citune.evaluation.vscore import Constraint, build_checker, parse_constraints, validated
 
 
 def task_of(instruction: str, outputs: list[str], name: str = "t") -> Task:

@@ -44,6 +44,7 @@ def run(
     """Run a continual instruction-tuning stream end to end."""
     from accelerate import PartialState
 
+    from citune.report import build_report
     from citune.report.console import print_run_summary
     from citune.runs.runner import run_stream
 
@@ -56,7 +57,7 @@ def run(
     cfg = _load(config, overrides, stored)
     out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.replay.strategy}"
     try:
-        metrics = run_stream(cfg, out, resume=resume)
+        metrics = run_stream(cfg, out, resume=resume, write_report=build_report)
     except Interrupted as e:
         e.resume = (f"finished stages are kept in {out}; continue with: citune run -o {out} --resume"
                     if (out / "manifest.json").is_file() else "nothing was written; run the same command again")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from citune.config import PRESENTATION, config_difference, first_difference, load_config, run_identity
+from citune.config import PRESENTATION, config_difference, load_config, run_identity
 from citune.errors import InputError
 from citune.io import make_dir, read_json
 from citune.progress import say
@@ -47,6 +47,7 @@ def run_compare(config_path: str | None, strategies: list[str], seeds: list[int]
     configs = {run_dir_for(parent, strategy, seed): load_config(
         config_path, [*overrides, f"replay.strategy={strategy}", f"seed={seed}"])
         for strategy in strategies for seed in seeds}
+    from citune.report import build_report as build_run_report
     from citune.runs.runner import check_inputs, run_stream  # torch loads only here
 
     checked = set()
@@ -64,7 +65,7 @@ def run_compare(config_path: str | None, strategies: list[str], seeds: list[int]
             continue
         resume = (run_dir / "manifest.json").is_file()
         say(f"{label}: {'resuming' if resume else 'running'} → {run_dir}", quiet)
-        run_stream(cfg, run_dir, resume=resume)
+        run_stream(cfg, run_dir, resume=resume, write_report=build_run_report)
     run_dirs = list(configs)
     if report:
         build_comparison_report(parent, run_dirs, baseline=baseline or default_baseline(strategies))

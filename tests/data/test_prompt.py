@@ -5,7 +5,7 @@ import pytest
 from tokenizers.processors import TemplateProcessing
 
 from citune.data.prompt import PromptEncoder, cut, leading_special_ids
-from citune.data.types import Instance, Task
+from citune.types import Instance, Task
 
 
 def test_cut_keeps_head_and_tail_or_the_end():

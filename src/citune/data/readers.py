@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from citune.data.types import Instance, instance_uid
+from citune.types import Instance, instance_uid
 from citune.errors import InputError
 
 FORMATS = ("superni", "alpaca", "prompt-answer", "chat")

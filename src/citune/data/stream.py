@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Mapping, Optional, Sequence, Union
 
 from citune.data.readers import Raw, SourceData, _read_text, load_source, make_instance
 from citune.data.synthetic import synthetic_stream
-from citune.data.types import Instance, Stream, Task
+from citune.types import Instance, Stream, Task
 from citune.errors import InputError
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from citune.data.types import Instance, Stream, Task, instance_uid
+from citune.types import Instance, Stream, Task, instance_uid
 from citune.errors import InputError
 
 Gen = Callable[[random.Random], tuple[str, str]]  # rng -> (input, output)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from citune.engine.objective import Objective, TrainExample
+from citune.types import Objective, TrainExample
 
 
 def encode_examples(encoder, examples: list[TrainExample], max_len: int, objective: Objective | None = None) -> list[dict]:
@@ -69,8 +69,3 @@ def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
             batch[prefix + "attention_mask"] = torch.tensor(
                 [[0] * (width - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long)
     return batch
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that start at 0 on the first real token of a left-padded row."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -4,24 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from citune.engine.batching import position_ids
-
-
-def tail_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: int) -> torch.Tensor:
-    """Logits of the last `keep` positions of left-padded rows, shape (B, keep, V).
-
-    `logits_to_keep` is given as a tensor of positions: the model then gathers a contiguous
-    (B, keep, d) slice of hidden states, and the LM head runs as one matrix multiply (an integer
-    `logits_to_keep` slices a strided view, which PyTorch multiplies as a batched product against
-    a broadcast copy of the whole vocabulary matrix: several times slower on CPU).
-    """
-    width = input_ids.shape[1]
-    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                  use_cache=False)
-    try:
-        return model(**kwargs, logits_to_keep=torch.arange(width - keep, width, device=input_ids.device)).logits
-    except TypeError:  # a model without logits_to_keep
-        return model(**kwargs).logits[:, -keep:]
+from citune.models.forward import tail_logits
 
 
 def response_token_nll(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -26,8 +26,8 @@ from citune.config import TrainConfig
 from citune.engine.batching import (collate, encode_examples, length_grouped_batches, padding_stats, rank_slice,
                                     response_token_count)
 from citune.engine.loss import response_loss
-from citune.engine.objective import Objective, TrainExample
-from citune.engine.sharding import reshard
+from citune.types import Objective, TrainExample
+from citune.models.sharding import reshard
 from citune.engine.zero import backward_step, fresh_stage_optimizer, prepare_engine, uses_deepspeed
 from citune.errors import TrainingDiverged
 

@@ -9,7 +9,7 @@ the step: `backward_step` tells it where a gradient-accumulation group ends, and
 (`gradient_clipping`, set from `train.max_grad_norm`), steps and zeroes the gradients there.
 
 Under ZeRO-3 every forward gathers parameters from all ranks, as under FSDP2: evaluation runs in
-lockstep and checkpoints gather the trainable tensors (engine/sharding.py, engine/checkpoint.py).
+lockstep and checkpoints gather the trainable tensors (models/sharding.py, models/checkpoint.py).
 """
 from __future__ import annotations
 

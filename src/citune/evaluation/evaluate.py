@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from citune.config import Config
-from citune.data.types import Instance, Stream, Task
-from citune.engine.sharding import lockstep
+from citune.types import Instance, Stream, Task
+from citune.models.sharding import lockstep
 from citune.evaluation.generate import Completion, GenRequest, max_new_tokens_for, pool_jobs, run_jobs, share_jobs
 from citune.evaluation.metrics import primary_score
 from citune.evaluation.scores import score

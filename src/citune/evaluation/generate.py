@@ -20,14 +20,14 @@ then the same whatever the number of processes.
 """
 from __future__ import annotations
 
-import functools
-import inspect
 from dataclasses import dataclass
 from typing import Callable, Hashable, NamedTuple, Sequence
 
 import torch
 
-from citune.data.types import Instance
+from citune.models.forward import (cache_kw, forward_cached, left_pad, prefill, prefill_shared, shared_prefix_lens,
+                                  sharing_pays)
+from citune.types import Instance
 
 
 def max_new_tokens_for(tokenizer, references: list[str], ceiling: int, slack: int = 4) -> int:
@@ -52,23 +52,6 @@ class GenJob:
     def cost(self) -> int:
         """Rough work of the batch (token positions processed), for balancing ranks."""
         return len(self.prompts) * (max(len(p) for p in self.prompts) + max(self.max_new_tokens))
-
-
-def shared_prefix_lens(prompts: Sequence[Sequence[int]], groups: Sequence[Hashable]) -> list[int]:
-    """For each prompt, the length of the prefix common to every prompt of its group, keeping at
-    least one token of its own (a group of one: all but its last token)."""
-    common: dict[Hashable, int] = {}
-    first: dict[Hashable, Sequence[int]] = {}
-    for p, g in zip(prompts, groups):
-        if g not in first:
-            first[g], common[g] = p, len(p)
-            continue
-        ref, n = first[g], min(common[g], len(p))
-        k = 0
-        while k < n and ref[k] == p[k]:
-            k += 1
-        common[g] = k
-    return [max(0, min(common[g], len(p) - 1)) for p, g in zip(prompts, groups)]
 
 
 @dataclass
@@ -143,112 +126,6 @@ def share_jobs(jobs: Sequence[GenJob], world: int) -> list[list[int]]:
     return [sorted(x) for x in out]
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-    return ids, mask
-
-
-@functools.lru_cache(maxsize=None)
-def _cache_kw_of(cls: type) -> str:
-    """The keyword that `cls.forward` takes its KV cache by: `cache` (transformers >= 5.x, which
-    warns on the old name) or `past_key_values` (older transformers, remote-code models)."""
-    try:
-        params = inspect.signature(cls.forward).parameters  # follows transformers' deprecation wrapper
-    except (TypeError, ValueError):
-        params = {}
-    if "cache" in params:
-        return "cache"
-    if "past_key_values" in params:
-        return "past_key_values"
-    try:  # a forward taking only **kwargs: the name the installed transformers' outputs use
-        from transformers.modeling_outputs import CausalLMOutputWithPast
-    except ImportError:
-        return "past_key_values"
-    return "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
-
-
-def cache_kw(model) -> str:
-    """The KV-cache keyword of `model`'s underlying transformers model (looked through PEFT, DDP and
-    FSDP wrappers, whose own forward passes it on in **kwargs), decided once per model class."""
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:
-        PreTrainedModel = ()
-    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), model)
-    return _cache_kw_of(type(inner))
-
-
-def _forward(model, cache, kw: str, logits_to_keep=1, **kwargs):
-    """`model`'s forward with the KV cache `cache` passed as `kw` (see `cache_kw`): (output, cache).
-    The returned cache is the one the model gave back, or `cache` (updated in place) when it gave
-    none (a Cache may be empty, hence `is None`, never truthiness)."""
-    kwargs[kw] = cache
-    try:
-        out = model(**kwargs, logits_to_keep=logits_to_keep)
-    except TypeError:  # a model without logits_to_keep: slice afterwards
-        out = model(**kwargs)
-        keep = int(logits_to_keep.numel()) if torch.is_tensor(logits_to_keep) else logits_to_keep
-        out.logits = out.logits[:, -keep:]
-    new = getattr(out, kw, None)  # the output's field of the same name: no deprecated alias read
-    return out, (cache if new is None else new)
-
-
-def _new_cache(model):
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(config=getattr(model, "config", None))
-    except TypeError:
-        return DynamicCache()
-
-
-def _prefill(model, prompts, pad_id: int, device):
-    """One forward over the left-padded prompts: (output, cache, attention mask, last positions)."""
-    ids, mask = _left_pad(prompts, pad_id, device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out, cache = _forward(model, _new_cache(model), cache_kw(model), input_ids=ids, attention_mask=mask,
-                          position_ids=pos, use_cache=True)
-    return out, cache, mask, pos[:, -1]
-
-
-def sharing_pays(prompts: Sequence[Sequence[int]], prefix_lens: Sequence[int], margin: float = 0.8) -> bool:
-    """Whether computing each distinct prefix once beats one plain prefill, counted in padded token
-    positions: each distinct prefix once plus every row's rest (both padded to their longest) against
-    every row padded to the longest prompt. Prompts of different instructions share little and their
-    heads and rests pad badly, so a batch pooled from many tasks is often cheaper in one pass."""
-    if not prompts or min(prefix_lens) < 1:
-        return False
-    heads = {tuple(p[:n]) for p, n in zip(prompts, prefix_lens)}
-    shared = (len(heads) * max(len(h) for h in heads)
-              + len(prompts) * max(len(p) - n for p, n in zip(prompts, prefix_lens)))
-    return shared < margin * len(prompts) * max(len(p) for p in prompts)
-
-
-def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int = 1):
-    """What `_prefill` gives (with logits for the last `keep` positions), computing each distinct
-    prefix once: prefixes (one row each, left-padded), their cache rows copied to the prompts that
-    share them, then the rest of every prompt (left-padded after its prefix; the padding between the
-    two is masked out). A prompt's last `keep` tokens must lie after its prefix."""
-    heads: dict[tuple, int] = {}
-    row_head = [heads.setdefault(tuple(p[:n]), len(heads)) for p, n in zip(prompts, prefix_lens)]
-    h_ids, h_mask = _left_pad(list(heads), pad_id, device)
-    kw = cache_kw(model)
-    out, cache = _forward(model, _new_cache(model), kw, input_ids=h_ids, attention_mask=h_mask,
-                          position_ids=(h_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
-    sel = torch.tensor(row_head, device=device)
-    cache.batch_select_indices(sel)
-    s_ids, s_mask = _left_pad([p[n:] for p, n in zip(prompts, prefix_lens)], pad_id, device)
-    mask = torch.cat([h_mask[sel], s_mask], dim=1)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, h_ids.shape[1]:]
-    width = s_ids.shape[1]  # positions as a tensor: see engine.loss.tail_logits
-    tail = 1 if keep == 1 else torch.arange(width - keep, width, device=device)
-    out, cache = _forward(model, cache, kw, logits_to_keep=tail, input_ids=s_ids, attention_mask=mask, position_ids=pos,
-                          use_cache=True)
-    return out, cache, mask, pos[:, -1]
-
-
 @torch.no_grad()
 def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int], pad_id: int,
                  eos_ids: Sequence[int], device=None, prefix_lens: Sequence[int] | None = None) -> list[list[int]]:
@@ -266,7 +143,7 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
     if prefix_lens is not None and len(prompts) > 1 and sharing_pays(prompts, prefix_lens):
         out, cache, mask, last = prefill_shared(model, prompts, prefix_lens, pad_id, device)
     else:  # nothing shared in this batch: one plain prefill
-        out, cache, mask, last = _prefill(model, prompts, pad_id, device)
+        out, cache, mask, last = prefill(model, prompts, pad_id, device)
     results: list[list[int]] = [[] for _ in prompts]
     alive = torch.arange(len(prompts), device=device)
     bound = torch.tensor(bounds, device=device)
@@ -283,7 +160,7 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
             alive, nxt, mask, last = alive[keep], nxt[keep], mask[keep], last[keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         last = last + 1
-        out, cache = _forward(model, cache, kw, input_ids=nxt[:, None], attention_mask=mask,
+        out, cache = forward_cached(model, cache, kw, input_ids=nxt[:, None], attention_mask=mask,
                               position_ids=last[:, None], use_cache=True)
     eos_set = set(int(e) for e in eos.tolist())
     return [r[:-1] if r and r[-1] in eos_set else r for r in results]
@@ -296,7 +173,7 @@ def hf_generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: i
     bounds are applied by cutting each row after the batch ran to the largest."""
     device = device if device is not None else next(model.parameters()).device
     bounds = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-    ids, mask = _left_pad(prompts, pad_id, device)
+    ids, mask = left_pad(prompts, pad_id, device)
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(bounds), do_sample=False,
                          num_beams=1, pad_token_id=pad_id, eos_token_id=list(eos_ids), use_cache=True)
     eos_set = set(eos_ids)

@@ -2,7 +2,7 @@
 
 - ``rougeL``: ROUGE-L F1 (rouge-score, Porter stemming), max over references, with a tokenizer that
   keeps every script (``MultilingualTokenizer``); ``rougeL_precision``: its precision.
-- ``exact_match``: normalised strings are equal (``citune.evaluation.text.normalize``).
+- ``exact_match``: normalised strings are equal (``citune.data.text.normalize``).
 - ``option_accuracy``, ``number_accuracy``, ``edit_similarity``: TRACE's rules for its
   multiple-choice tasks, NumGLUE and Py150 (see docs/METHODS-NOTES.md, "Scorers").
 
@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import regex
 
-from citune.evaluation.text import normalize
+from citune.data.text import normalize
 
 Scorer = Callable[[str, Sequence[str]], float]
 

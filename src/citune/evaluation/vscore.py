@@ -11,19 +11,16 @@ constraint that fewer than 90 % of the task's own reference outputs satisfy is d
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
-from citune.data.types import Instance, Task
-from citune.evaluation.text import normalize, sentence_spans
+from citune.types import Instance, Task
+from citune.data.instructions import closed_labels, heuristic_spans, label_sets
+from citune.data.text import normalize, sentence_spans
 
 Span = tuple[int, int]
 Checker = Callable[[Instance, str], "bool | None"]
 
-MAX_LABELS = 20
-LABEL_COVERAGE = 0.95
-MIN_OWN_LABEL_OUTPUTS = 8  # outputs an instruction needs before its own label set is trusted
 REFERENCE_PASS = 0.9  # share of a task's reference outputs a parsed constraint must accept
 
 _NUMBER_WORDS = {w: i for i, w in enumerate(
@@ -52,45 +49,6 @@ _MAX_LEN = re.compile(r"\b(at most|no more than|not more than|up to|a maximum of
 _ONE_SENTENCE = re.compile(r"\b(?:in|just|only|as|a)\s+(?:a\s+|one\s+)?(single|one)\s+sentence\b", re.I)
 _STRICT = ("fewer than", "less than", "under", "shorter than")
 _NUMBER_RE = re.compile(r"[-+]?(\d[\d,]*(\.\d+)?|\.\d+)(e[-+]?\d+)?%?")
-
-
-# ---------------------------------------------------------------- closed label sets
-
-def closed_labels(outputs: Sequence[str], max_labels: int = MAX_LABELS,
-                  coverage: float = LABEL_COVERAGE) -> list[str] | None:
-    """The closed label set of these training outputs, or None.
-
-    The most frequent normalised outputs are taken until they cover `coverage` of the
-    instances; the set is closed when that needs at most `max_labels` labels and at most half as
-    many labels as instances (labels must recur: a handful of free-form outputs is not a label set).
-    """
-    counts = Counter(normalize(o) for o in outputs)
-    n = sum(counts.values())
-    labels, covered = [], 0
-    for label, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        if covered >= coverage * n:
-            break
-        labels.append(label)
-        covered += c
-    return labels if labels and len(labels) <= max_labels and len(labels) <= n / 2 else None
-
-
-def label_sets(task: Task) -> dict[str, list[str] | None]:
-    """Closed label set per instruction of `task` (its own outputs, else the whole task's), None if open.
-
-    A stream task can merge several source tasks, so labels are found per instruction first, from
-    at least `MIN_OWN_LABEL_OUTPUTS` of its outputs: with fewer (a SuperNI task capped to 2-4 training
-    instances) the outputs seen are a sample of the labels, not the set (two 'negative' answers
-    would make 'positive' wrong), and the whole task's set is used.
-    The training split is used; a task without one (e.g. a held-out task) uses its test split.
-    """
-    data = task.train or task.test
-    by_ins: dict[str, list[str]] = {}
-    for x in data:
-        by_ins.setdefault(x.instruction, []).append(x.output)
-    whole = closed_labels([x.output for x in data])
-    return {ins: (closed_labels(outs) if len(outs) >= MIN_OWN_LABEL_OUTPUTS else None) or whole
-            for ins, outs in by_ins.items()}
 
 
 # ---------------------------------------------------------------- constraints
@@ -243,8 +201,6 @@ def build_checker(task: Task, keyparts: Mapping[str, Sequence[Span]] | None = No
     list (all of them when it is None) come from the offline heuristic extractor. Constraints are
     parsed from the sentences that hold key parts. Closed label sets win over parsed constraints.
     """
-    from citune.replay.keyparts import heuristic_spans  # lazy: keyparts itself uses label_sets
-
     data = task.train or task.test
     labels = label_sets(task)
     whole = closed_labels([x.output for x in data])

@@ -127,7 +127,7 @@ def load_model(cfg: ModelConfig, cache: Path, state: Path | None = None, seed: i
     if cfg.finetune == "lora":
         model = add_lora(model, cfg, seed)
     if state is not None:
-        from citune.engine.checkpoint import load_trainable
+        from citune.models.checkpoint import load_trainable
 
         load_trainable(model, state)
     return ModelBundle(model=model, tokenizer=tok, encoder=PromptEncoder(tok, cfg.chat_template, cfg.prompt_truncation),

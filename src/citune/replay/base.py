@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from citune.config import config_file
-from citune.data.types import Instance, Stream, Task
+from citune.types import Instance, Stream, Task
 from citune.errors import InputError
 
 if TYPE_CHECKING:
     from citune.config import Config
-    from citune.engine.objective import Objective
+    from citune.types import Objective
     from citune.models.loading import ModelBundle
 
 

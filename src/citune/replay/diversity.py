@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from citune.engine.objective import TrainExample
-from citune.evaluation.text import sentence_spans
+from citune.types import TrainExample
+from citune.data.text import sentence_spans
 from citune.io import read_json, write_json
-from citune.replay.keyparts import join_spans, llm_complete, locate, span_texts
-from citune.replay.masking import Span
+from citune.data.instructions import join_spans, locate, span_texts
+from citune.replay.keyparts import llm_complete
+from citune.spans import Span
 
 if TYPE_CHECKING:
     from citune.config import KPIGConfig

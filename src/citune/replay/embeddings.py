@@ -72,7 +72,7 @@ def _frozen_embeddings(mcfg: "ModelConfig") -> bool:
 def _as_loaded(model, mcfg: "ModelConfig") -> bool:
     """The embedding matrix of `model` is the base model's as `load_base` would give it: not sharded
     (FSDP2, ZeRO-3) and in the configured dtype (a DeepSpeed engine casts the module to bf16)."""
-    from citune.engine.sharding import params_sharded
+    from citune.models.sharding import params_sharded
     from citune.models.loading import _DTYPES
 
     dtype = model.get_input_embeddings().weight.dtype

@@ -15,7 +15,7 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from citune.engine.loss import tail_logits
+from citune.models.forward import prefill_shared, shared_prefix_lens, sharing_pays, tail_logits
 
 IGKind = Literal["nll", "entropy", "kl"]
 # (instruction, masked instruction, input, output)
@@ -114,7 +114,6 @@ def _batch_gain(model, encoder, pad_id: int, items: Sequence[ScoreItem], kind: I
     key part), and so do the prompts of items with one instruction: each distinct prefix is computed
     once, as in evaluation (`prefill_shared`), and only the rest of every prompt runs per row."""
     # lazy: evaluation imports replay
-    from citune.evaluation.generate import prefill_shared, shared_prefix_lens, sharing_pays
 
     full, masked = _encode(encoder, items, False, max_len), _encode(encoder, items, True, max_len)
     rows, n = full + masked, len(items)

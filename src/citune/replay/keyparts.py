@@ -20,124 +20,22 @@ import hashlib
 import json
 import logging
 import os
-import re
 import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from citune.errors import InputError
-from citune.evaluation.text import sentence_spans
-from citune.evaluation.vscore import label_sets
+from citune.data.instructions import HEURISTIC_VERSION, heuristic_spans, join_spans, label_sets, locate
 from citune.io import read_json, write_json
-from citune.replay.masking import Span, merge_spans
+from citune.spans import Span, merge_spans
 
 if TYPE_CHECKING:
     from citune.config import Config, KPIGConfig
-    from citune.data.types import Stream, Task
+    from citune.types import Stream, Task
 
 log = logging.getLogger(__name__)
-
-HEURISTIC_VERSION = "heuristic-v1"
-
-_QUOTED = re.compile(r"\"[^\"\n]{1,200}\"|“[^”\n]{1,200}”|(?<![\w'])'[^'\n]{1,200}'(?![\w])|`[^`\n]{1,200}`")
-_NUMBER = (r"(?:\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
-           r"hundred|single)")
-_UNITS = (r"(?:words?|sentences?|characters?|letters?|tokens?|digits?|decimal places?|"
-          r"categor(?:y|ies)|class(?:es)?|labels?|options?|choices?|paragraphs?|lines?|bullet points?|"
-          r"syllables?|%|percent)")
-_CUES = re.compile("|".join([
-    r"\b(?:answer|respond|reply)\s+with\b", r"\boutputs?\b", r"\breturn(?:s|ed|ing)?\b", r"\bonly\b", r"\bmust\b",
-    r"\bone of\b", r"\beither\b[^.;]*?\bor\b", r"\byes\W+(?:or|and)\W+no\b", r"\bin the (?:format|form)\b",
-    r"\bformat(?:ted)?\b", rf"\b{_NUMBER}[\s-]+{_UNITS}(?!\w)", r"\bshould\b", r"\bneeds? to\b", r"\bha(?:ve|s) to\b",
-    r"\bwhether\b[^.;]*?\bor\b", r"\b(?:at least|at most|no more than|fewer than|less than|more than|up to)\s+\d",
-]), re.IGNORECASE)
-_CLAUSE_BREAK = re.compile(r"[,;:]\s+|\s+[-–—]\s+|\s+(?=(?:and|but|so|then)\s+(?:you|your)\b)", re.IGNORECASE)
-_JOINABLE_GAP = re.compile(r"[\s,;:/\-–—]*")
-_STOPWORDS = frozenset("a an the of in on at for with to from by and or not no is are be it this that as".split())
-
-
-# ---------------------------------------------------------------- heuristic extractor
-
-def quoted_spans(text: str) -> list[Span]:
-    return [m.span() for m in _QUOTED.finditer(text)]
-
-
-def label_spans(text: str, labels: Iterable[str] | None) -> list[Span]:
-    """Whole-word occurrences of the task's labels; single characters, numbers and stop words are
-    skipped (they would mark articles and counts everywhere; quoted ones are caught as quotes)."""
-    spans = []
-    for label in labels or ():
-        label = label.strip()
-        if len(label) < 2 or label.lower() in _STOPWORDS or label.replace(".", "").isdigit():
-            continue
-        pattern = re.compile(rf"(?<!\w){re.escape(label)}(?!\w)", re.IGNORECASE)
-        spans += [m.span() for m in pattern.finditer(text)]
-    return spans
-
-
-def clause_spans(text: str, start: int, end: int) -> list[Span]:
-    """The clauses of the sentence text[start:end], split at , ; : and dashes."""
-    out, pos = [], start
-    for m in _CLAUSE_BREAK.finditer(text, start, end):
-        out.append((pos, m.start()))
-        pos = m.end()
-    out.append((pos, end))
-    return [c for c in out if c[1] > c[0]]
-
-
-def _trim(text: str, s: int, e: int) -> Span:
-    while e > s and (text[e - 1].isspace() or text[e - 1] in ".,;:!?"):
-        e -= 1
-    while s < e and text[s].isspace():
-        s += 1
-    return s, e
-
-
-def cue_spans(text: str) -> list[Span]:
-    """Clauses holding a constraint cue; a cue that crosses clauses marks all the clauses it touches."""
-    spans = []
-    for s, e in sentence_spans(text):
-        clauses = clause_spans(text, s, e)
-        for m in _CUES.finditer(text, s, e):
-            hit = [c for c in clauses if c[0] < m.end() and c[1] > m.start()]
-            if hit:
-                spans.append(_trim(text, hit[0][0], hit[-1][1]))
-    return [sp for sp in spans if sp[1] > sp[0]]
-
-
-def join_spans(text: str, spans: Iterable[Span]) -> list[Span]:
-    """Merge spans that overlap, touch, or are separated only by spaces, commas, colons or dashes."""
-    out: list[Span] = []
-    for s, e in merge_spans(spans):
-        if out and _JOINABLE_GAP.fullmatch(text[out[-1][1]:s]):
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
-def heuristic_spans(text: str, labels: Iterable[str] | None = None) -> list[Span]:
-    return join_spans(text, quoted_spans(text) + label_spans(text, labels) + cue_spans(text))
-
-
-def span_texts(text: str, spans: Iterable[Span]) -> list[str]:
-    return [text[s:e] for s, e in spans]
-
-
-def locate(text: str, parts: Iterable[str]) -> list[Span]:
-    """Every verbatim occurrence of each part in `text` (parts not found give nothing)."""
-    spans = []
-    for part in parts:
-        if not part:
-            continue
-        start = text.find(part)
-        while start >= 0:
-            spans.append((start, start + len(part)))
-            start = text.find(part, start + len(part))
-    return spans
-
 
 # ---------------------------------------------------------------- LLM access (local model or endpoint)
 

@@ -8,7 +8,7 @@ from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, get_s
 
 if TYPE_CHECKING:
     from citune.config import Config
-    from citune.data.types import Stream
+    from citune.types import Stream
 
 FIRST = 3  # instructions shown per previous task
 

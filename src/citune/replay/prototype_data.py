@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from citune.data.types import Instance
+from citune.types import Instance
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
 from citune.replay.embeddings import embed_texts
 from citune.replay.quota import allocate

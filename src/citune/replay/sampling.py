@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from citune.data.types import Task
+from citune.types import Task
 from citune.replay.insinfo import rates
 
 

@@ -19,7 +19,7 @@ from citune.replay.embeddings import instruction_embeddings, normalise_rows
 
 if TYPE_CHECKING:
     from citune.config import Config
-    from citune.data.types import Stream, Task
+    from citune.types import Stream, Task
     from citune.models.loading import ModelBundle
 
 _EMD_ITERS = 10_000_000

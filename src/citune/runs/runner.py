@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
 from citune.config import Config
 from citune.data import build_stream
-from citune.data.types import Stream
-from citune.engine.checkpoint import save_trainable
-from citune.engine.objective import TrainExample
-from citune.engine.sharding import params_sharded
+from citune.models.checkpoint import save_trainable
+from citune.types import Stream, TrainExample
+from citune.models.sharding import params_sharded
 from citune.engine.zero import load_models_whole
 from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, prepare_for_training,
                                    reset_peak_memory, seed_everything, train_stage)
@@ -68,8 +68,10 @@ def check_inputs(cfg: Config) -> tuple[Stream, object]:
     return stream, strategy
 
 
-def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
-    """Run (or resume) the whole stream into `run_dir`; return the metrics."""
+def run_stream(cfg: Config, run_dir: Path, resume: bool = False,
+               write_report: Callable[[Path], object] | None = None) -> dict:
+    """Run (or resume) the whole stream into `run_dir`; return the metrics. `write_report(run_dir)`
+    is called once the run is finished (the report is a floor above runs/, so it is passed in)."""
     run_dir = Path(run_dir)
     stream, strategy = check_inputs(cfg)
     run = RunDir(run_dir)
@@ -89,7 +91,7 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
         _run_stages(cfg, stream, strategy, run, manifest, accelerator, cache)
     accelerator.wait_for_everyone()  # every eval.json is written before any rank reads them
     if cfg.eval.ub == "expert" and "expert_ub" not in manifest:
-        from citune.evaluation.experts import expert_upper_bounds
+        from citune.runs.experts import expert_upper_bounds
 
         manifest["expert_ub"] = expert_upper_bounds(cfg, stream.tasks, cache, accelerator)
     metrics = collect_metrics(run, stream, cfg, manifest.get("expert_ub"))
@@ -97,7 +99,9 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False) -> dict:
         write_json(run.path / "metrics.json", metrics)
         manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         run.save_manifest(manifest)
-        _finish(run, cfg, manifest)
+        _finish(run, cfg)
+        if write_report is not None:
+            write_report(run.path)
     accelerator.end_training()
     return metrics
 
@@ -182,10 +186,7 @@ def collect_metrics(run: RunDir, stream: Stream, cfg: Config, ub: list[float] | 
     return metrics_from_evals(names, held, evals, ub)
 
 
-def _finish(run: RunDir, cfg: Config, manifest: dict) -> None:
+def _finish(run: RunDir, cfg: Config) -> None:
     if cfg.run.save_model == "none":
         for ckpt in (run.path / "checkpoints").glob("*.safetensors"):
             ckpt.unlink()
-    from citune.report import build_report
-
-    build_report(run.path)

@@ -15,9 +15,9 @@ from typing import Callable, Literal, Mapping, Sequence
 
 import torch
 
-from citune.engine.objective import TrainExample
+from citune.types import TrainExample
 from citune.replay.infogain import left_align, response_logits, stack_left, token_nll
-from citune.replay.masking import Span, mask
+from citune.spans import Span, mask
 
 Spans = Mapping[str, Sequence[Span]] | Callable[[str], Sequence[Span]]
 

@@ -1,8 +1,13 @@
-"""The data model: instances grouped into tasks, tasks ordered into a stream."""
+"""The shared types: instances grouped into tasks, tasks ordered into a stream; a training example
+and the protocol of an extra training objective (below every floor that uses them)."""
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -69,3 +74,30 @@ class Stream:
         """Per task, the instances the build removed: exact duplicates in a source, training copies of test data."""
         return {t.name: {"duplicates_dropped": t.duplicates_dropped, "overlap_dropped": t.overlap_dropped}
                 for t in self.tasks + self.heldout}
+
+
+# ---------------------------------------------------------------- training examples and objectives
+# An extra training objective plugged into the stage trainer (KPIG's IG hinge is one).
+#
+# The trainer encodes each example as `input_ids`/`labels`; an objective may add more
+# sequences per example through `encode` (keys ending in `input_ids` are padded with the pad
+# id, keys ending in `labels` with -100, and a matching `*attention_mask` is built), then
+# computes the loss of a batch itself, so that both forward passes share one step.
+
+@dataclass
+class TrainExample:
+    instance: Instance
+    is_replay: bool = False
+    instruction: str | None = None  # the instruction actually shown (a diversity variant), default the instance's
+
+    @property
+    def shown_instruction(self) -> str:
+        return self.instruction if self.instruction is not None else self.instance.instruction
+
+
+class Objective(Protocol):
+    def encode(self, example: TrainExample, max_len: int) -> dict[str, list[int]]:
+        """Extra per-example sequences (e.g. `masked_input_ids`, `masked_labels`)."""
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The total loss of the batch (CE included) and scalars to log."""

@@ -12,8 +12,8 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from citune.config import Config
-from citune.data.types import Task
-from citune.engine.objective import TrainExample
+from citune.types import Task
+from citune.types import TrainExample
 from citune.engine.trainer import prepare_for_training, release, train_stage
 from citune.evaluation.evaluate import evaluate_task
 from citune.evaluation.metrics import primary_score

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from citune.engine.sharding import params_sharded
+from citune.models.sharding import params_sharded
 from citune.io import atomic_write_bytes
 
 

@@ -1,0 +1,144 @@
+"""The package is a ladder (ARCHITECTURE.md §1, docs/DEVELOPING.md): every import of citune, lazy ones
+included, goes to the same floor or one below, replay/ and evaluation/ never import each other, and
+the import graph has no cycle."""
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# Floors, lowest first: a module may import its own floor and the floors below.
+FLOORS = [
+    {"citune", "citune.config", "citune.errors", "citune.io", "citune.paths", "citune.progress", "citune.spans",
+     "citune.types"},
+    {"citune.data"},
+    {"citune.models"},
+    {"citune.replay", "citune.evaluation"},
+    {"citune.engine"},
+    {"citune.runs"},
+    {"citune.report"},
+    {"citune.cli", "citune.compare", "citune.launch", "citune.__main__"},
+]
+SIBLINGS = {"citune.replay", "citune.evaluation"}  # on one floor, and neither imports the other
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The citune modules `path` imports anywhere in its body (`from pkg import sub` counts `pkg.sub`, not
+    `pkg`: a submodule's parent package is always imported first, and counting it would make every
+    package that imports its own submodules a cycle)."""
+    name, is_package = module_name(path), path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")[: len(name.split(".")) - node.level + is_package]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            subs = {f"{target}.{a.name}" for a in node.names}
+            found |= subs & modules
+            if not subs <= modules:  # names defined in `target` itself
+                found.add(target)
+    return {m for m in found if m in modules and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {module_name(p): p for p in (SRC / "citune").rglob("*.py")}
+    return {name: imports_of(path, set(paths)) for name, path in paths.items()}
+
+
+def room(module: str) -> tuple[int, str]:
+    """(floor, the entry of FLOORS that holds it): the longest entry that is the module or a package above it."""
+    best = max((entry for floor in FLOORS for entry in floor if module == entry or module.startswith(entry + ".")),
+               key=len, default=None)
+    if best is None:
+        raise AssertionError(f"{module} is on no floor of the ladder: add it to FLOORS")
+    return next(i for i, floor in enumerate(FLOORS) if best in floor), best
+
+
+def ladder_violations(graph: dict[str, set[str]]) -> list[str]:
+    out = []
+    for module, targets in sorted(graph.items()):
+        floor, entry = room(module)
+        for target in sorted(targets):
+            t_floor, t_entry = room(target)
+            if t_floor > floor:
+                out.append(f"{module} imports {target}, a floor above it")
+            elif t_entry != entry and {entry, t_entry} <= SIBLINGS:
+                out.append(f"{module} imports {target}, a sibling on its floor")
+    return out
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_every_import_goes_down_the_ladder():
+    assert ladder_violations(import_graph()) == []
+
+
+def test_the_import_graph_has_no_cycle():
+    assert cycles(import_graph()) == []
+
+
+def test_the_checks_catch_an_upward_import_a_sibling_import_and_a_cycle():
+    graph = {"citune.replay.kpig": {"citune.engine.trainer", "citune.evaluation.vscore"},
+             "citune.engine.trainer": set(), "citune.evaluation.vscore": {"citune.data.text"},
+             "citune.data.text": {"citune.data.stream"}, "citune.data.stream": {"citune.data.text"}}
+    assert ladder_violations(graph) == [
+        "citune.replay.kpig imports citune.engine.trainer, a floor above it",
+        "citune.replay.kpig imports citune.evaluation.vscore, a sibling on its floor"]
+    assert cycles(graph) == [["citune.data.stream", "citune.data.text"]]
+
+
+def test_a_lazy_import_inside_a_function_counts(tmp_path):
+    path = tmp_path / "src" / "citune" / "replay" / "x.py"
+    path.parent.mkdir(parents=True)
+    path.write_text("def f():\n    from citune.engine import trainer\n    from ..evaluation.vscore import g\n")
+    global SRC
+    saved, SRC = SRC, tmp_path / "src"
+    try:
+        assert imports_of(path, {"citune.engine", "citune.engine.trainer", "citune.evaluation.vscore"}) == {
+            "citune.engine.trainer", "citune.evaluation.vscore"}
+    finally:
+        SRC = saved
+
+
+@pytest.mark.parametrize("module", ["citune.cli", "citune.replay.kpig", "citune.types"])
+def test_every_module_has_a_floor(module):
+    assert room(module)[0] >= 0
