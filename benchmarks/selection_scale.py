@@ -10,9 +10,10 @@
        python benchmarks/selection_scale.py distance [--n 100000] [--max-support 512]
 
 2. The share of stage time spent selecting replay (`selection_seconds` / stage `seconds`, both
-   recorded by the runner in manifest.json) of finished runs:
+   recorded by the runner in manifest.json) of finished runs, given as run directories or as stored
+   run archives (`benchmarks/results/superni/<dir>/<run>.run.json.gz`):
 
-       python benchmarks/selection_scale.py share RUN_DIR [RUN_DIR ...]
+       python benchmarks/selection_scale.py share RUN [RUN ...]
 """
 from __future__ import annotations
 
@@ -95,9 +96,17 @@ def distance(args) -> dict:
 
 
 def share(args) -> dict:
+    from citune.runs.archive import is_archive, read_archive
+
     runs = []
     for d in args.runs:
-        manifest = json.loads((Path(d) / "manifest.json").read_text())
+        if is_archive(d):
+            files = read_archive(d)
+            if "manifest.json" not in files or "config.yaml" not in files:
+                sys.exit(f"{d}: the archive holds no manifest.json or config.yaml")
+        else:
+            files = {name: (Path(d) / name).read_text() for name in ("manifest.json", "config.yaml")}
+        manifest = json.loads(files["manifest.json"])
         stages = [s for s in manifest["stages"] if s.get("index", 0) > 0 and s.get("status") == "done"]
         rows = [{"stage": s["index"], "task": s["task"], "selection_seconds": s.get("selection_seconds", 0.0),
                  "train_seconds": s.get("train_seconds"), "stage_seconds": s.get("seconds"),
@@ -108,7 +117,7 @@ def share(args) -> dict:
         total = sum(r["stage_seconds"] or 0 for r in rows)
         import yaml
 
-        cfg = yaml.safe_load((Path(d) / "config.yaml").read_text())
+        cfg = yaml.safe_load(files["config.yaml"])
         setup = {"model": cfg["model"]["name"], "finetune": cfg["model"]["finetune"], "data": cfg["data"]["kind"],
                  "superni": cfg["data"]["superni"] if cfg["data"]["kind"] == "superni" else None,
                  "max_train_per_task": cfg["data"]["max_train_per_task"], "train": cfg["train"],
@@ -133,7 +142,7 @@ def main() -> None:
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--out", default="selection_scale")
     s = sub.add_parser("share")
-    s.add_argument("runs", nargs="+")
+    s.add_argument("runs", nargs="+", help="run directories or run archives (*.run.json.gz)")
     s.add_argument("--out", default="selection_share")
     args = ap.parse_args()
     result = distance(args) if args.part == "distance" else share(args)

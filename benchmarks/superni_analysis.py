@@ -13,7 +13,8 @@ category (0: the same quotas, 1: disjoint categories).
 
     python benchmarks/superni_analysis.py [RESULTS_DIR ...]   # default: every benchmarks/results/superni/*/
 
-Writes `<RESULTS_DIR>/analysis.json` and prints Markdown tables.
+A RESULTS_DIR holds one archive per run (`<strategy>-seed<k>.run.json.gz`, citune.runs.archive; run
+directories are read too). Writes `<RESULTS_DIR>/analysis.json` and prints Markdown tables.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from citune.compare import run_dir_for
 from citune.report.rundata import parse_run_dir_name
+from citune.runs.archive import open_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "benchmarks" / "results" / "superni"
@@ -88,7 +90,7 @@ def rescored_v(run: Path, superni_root: Path | None) -> float | None:
     from citune.data import build_stream
     from citune.evaluation.evaluate import build_checkers
 
-    cfg = load_config(run / "config.yaml", [f"data.superni.root={superni_root}"])
+    cfg = load_config(run / "config.yaml", [f"data.superni.root={superni_root}"], stored=True)
     stream = build_stream(cfg)
     checkers = build_checkers(stream)
     last = json.loads(evals[-1].read_text(encoding="utf-8"))
@@ -130,7 +132,7 @@ def against_random(results: Path, strategy: str, seeds: list[int]) -> dict | Non
             theirs = {r["uid"] for r in rand[stage]}
             shared.append(sum(r["uid"] in theirs for r in rows) / len(rows))
             a, b = Counter(r["task"] for r in rows), Counter(r["task"] for r in rand[stage])
-            tv.append(0.5 * sum(abs(a[k] / len(rows) - b[k] / len(rand[stage])) for k in set(a) | set(b)))
+            tv.append(0.5 * sum(abs(a[k] / len(rows) - b[k] / len(rand[stage])) for k in sorted(set(a) | set(b))))
     if not shared:
         return None
     return {"shared_with_random": mean_std(shared), "composition_tv": mean_std(tv), "stages": len(shared)}
@@ -156,11 +158,18 @@ def fmt_pm(m: float | None, sd: float | None, signed: bool = False) -> str:
 
 
 def analyse(results: Path, superni_root: Path | None = None) -> dict:
+    """The analysis of the runs stored in `results` (archives restored into a temporary folder)."""
+    with open_runs(results) as restored:
+        return analyse_runs(restored, results, superni_root)
+
+
+def analyse_runs(results: Path, stored: Path, superni_root: Path | None = None) -> dict:
+    """The analysis of the run directories in `results`; `stored` is the folder named in the output."""
     runs = load_runs(results)
     for strategy, by_seed in runs.items():
         for seed, metrics in by_seed.items():
             metrics["v_score_rescored"] = rescored_v(run_dir_for(results, strategy, seed), superni_root)
-    out = {"results": str(results.relative_to(ROOT) if results.is_relative_to(ROOT) else results),
+    out = {"results": str(stored.relative_to(ROOT) if stored.is_relative_to(ROOT) else stored),
            "strategies": {}, "paired": {}, "learning": {}, "budget": stage_budget(results)}
     for strategy, by_seed in runs.items():
         out["strategies"][strategy] = {"seeds": sorted(by_seed),

@@ -12,13 +12,16 @@ What runs (defaults): the first 8 categories (CATEGORIES) of order `curriculum` 
 inscl, kpig, inscl-dynamic, inscl-insinfo and multitask, and of order `random` with none, random,
 inscl, kpig; seeds 1, 2, 3 each. `--strategies` replaces the list of every order. Each order is one
 `citune compare` parent directory under `--out` (default benchmarks/runs/superni/<order>[-<N>cat],
-big, not committed); after every run its small files (metrics.json, manifest.json, config.yaml,
-report.md with its plots, inscl_distances.json, and each stage's eval.json and replay.jsonl) are
-copied to benchmarks/results/superni/<order>[-<N>cat]/, and the comparison (comparison.json/.md,
-report.md, plots/*.png) is rebuilt there over every run stored so far, with benchmark.json (the
-command, machine, date and scale of each invocation). Running the same command again skips runs
-stored there with the same config (even when their big run directories are gone, on a new machine)
-and resumes a partial one from its first stage not done, so the benchmark can span several sessions.
+big, not committed); after every run it is packed into one archive,
+benchmarks/results/superni/<order>[-<N>cat]/<strategy>-seed<k>.run.json.gz (citune.runs.archive:
+metrics.json, manifest.json, config.yaml, inscl_distances.json, and each stage's eval.json with the
+predictions and replay.jsonl with what was replayed, byte for byte; no plots, reports or weights),
+and the comparison (comparison.json/.md, report.md, plots/*.png) is rebuilt there over every run
+stored so far, with benchmark.json (the command, machine, date and scale of each invocation).
+Running the same command again skips runs stored there with the same config (even when their big
+run directories are gone, on a new machine) and resumes a partial one from its first stage not done,
+so the benchmark can span several sessions. `python benchmarks/pack_results.py --unpack SRC DEST`
+restores a stored benchmark as run directories (for `citune report DEST`).
 
 The scale (SCALE below, recorded in benchmark.json and printed): see the comment there for how it was
 calibrated. Results go into docs/BENCHMARKS.md with the command, machine and date.
@@ -31,6 +34,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -176,46 +180,82 @@ def yaml_list(items: list[str]) -> str:
     return "[" + ",".join(items) + "]"
 
 
-def copy_run(run: Path, dest: Path) -> None:
-    """A finished run's small files into dest/<run name>/ (replacing what an earlier copy left)."""
+def store_run(run: Path, dest: Path) -> Path | None:
+    """Pack a finished run into dest/<run name>.run.json.gz (replacing an earlier archive, and a run
+    directory of the same name that an older version of this script copied there); return the archive."""
+    from citune.runs.archive import archive_path_for, verify_archive, write_archive
+
     if not (run / "manifest.json").is_file():
-        return
-    out = dest / run.name
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.json", "manifest.json", "config.yaml", "report.md", "inscl_distances.json"):
-        if (run / name).is_file():
-            shutil.copy2(run / name, out / name)
-    if (run / "plots").is_dir():  # the run report's figures (about 0.2 MB a run)
-        shutil.copytree(run / "plots", out / "plots", dirs_exist_ok=True)
-    for stage in sorted((run / "stages").glob("*")):
-        # predictions (so scores can be recomputed, ~80 kB) and the replay composition
-        for name in ("eval.json", "replay.jsonl"):
-            if (stage / name).is_file():
-                (out / "stages" / stage.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(stage / name, out / "stages" / stage.name / name)
+        return None
+    archive = write_archive(run, archive_path_for(dest / run.name))
+    problems = verify_archive(run, archive)
+    if problems:
+        raise RuntimeError(f"{archive} does not restore {run}: " + "; ".join(problems))
+    if (dest / run.name / "manifest.json").is_file():
+        shutil.rmtree(dest / run.name)
+    return archive
+
+
+def stored_run(dest: Path, strategy: str, seed: int) -> Path:
+    """The stored run of (strategy, seed) under dest: its archive, else a run directory (older layout)."""
+    from citune.compare import run_dir_for
+    from citune.runs.archive import archive_path_for
+
+    stored = run_dir_for(dest, strategy, seed)
+    archive = archive_path_for(stored)
+    return archive if archive.is_file() else stored
 
 
 def stored_finished(dest: Path, config: Path, overrides: list[str], strategy: str, seed: int) -> bool:
     """The run is stored under dest, finished, with this config: an earlier session made it."""
-    from citune.compare import is_finished, run_dir_for
+    from citune.compare import is_finished
     from citune.config import load_config
+    from citune.runs.archive import open_run
 
-    stored = run_dir_for(dest, strategy, seed)
+    stored = stored_run(dest, strategy, seed)
+    if not stored.exists():
+        return False
     cfg = load_config(config, [*overrides, f"replay.strategy={strategy}", f"seed={seed}"])
-    return (stored / "manifest.json").is_file() and is_finished(stored, cfg.to_dict())
+    with open_run(stored) as run_dir:
+        return (run_dir / "manifest.json").is_file() and is_finished(run_dir, cfg.to_dict())
 
 
 def stored_runs(dest: Path, strategies: list[str]) -> list[Path]:
-    """Every run stored under dest, by the order's strategy list and then seed: the comparison covers
-    the runs of earlier sessions too, whose big run directories may be gone."""
+    """Every run stored under dest (archives, and run directories of the older layout), by the order's
+    strategy list and then seed: the comparison covers the runs of earlier sessions too, whose big run
+    directories may be gone."""
     from citune.report.rundata import parse_run_dir_name
+    from citune.runs.archive import find_runs, run_name
 
     def key(d: Path):
-        strategy, seed = parse_run_dir_name(d.name)
+        strategy, seed = parse_run_dir_name(run_name(d))
         rank = strategies.index(strategy) if strategy in strategies else len(strategies)
         return rank, strategy or "", seed or 0
 
-    return sorted((d for d in dest.iterdir() if (d / "manifest.json").is_file()), key=key)
+    return sorted(find_runs(dest), key=key)
+
+
+@contextmanager
+def restored(dest: Path, runs: list[Path]):
+    """The run directories of `runs` (archives under dest restored in place as dest/<run name>/, so the
+    comparison names them as before), removed again on exit."""
+    from citune.runs.archive import is_archive, run_name, unpack_run
+
+    made, dirs = [], []
+    try:
+        for run in runs:
+            if not is_archive(run):
+                dirs.append(run)
+                continue
+            target = dest / run_name(run)
+            if target.exists():  # left by an interrupted rebuild (or an older copy): the archive wins
+                shutil.rmtree(target)
+            made.append(target)
+            dirs.append(unpack_run(run, target))
+        yield dirs
+    finally:
+        for target in made:
+            shutil.rmtree(target, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +281,8 @@ def benchmark(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "runs" / "superni",
                     help="parent of the run directories (big; not committed)")
     ap.add_argument("--results", type=Path, default=None,
-                    help=f"where the small result files are copied (default {RESULTS.relative_to(ROOT)}; "
+                    help=f"where each run's archive and the comparison are stored "
+                         f"(default {RESULTS.relative_to(ROOT)}; "
                          "with --smoke: OUT/smoke-results)")
     ap.add_argument("--tag", default=None,
                     help="a name added to the run and result folders (<order>[-<N>cat]-<tag>), for runs at "
@@ -315,12 +356,13 @@ def benchmark(argv: list[str] | None = None) -> int:
                     continue
                 run_compare(str(args.config), [strategy], [seed], parent, overrides, quiet=args.quiet,
                             report=False)
-                copy_run(run_dir_for(parent, strategy, seed), dest)
-                build_comparison_report(dest, stored_runs(dest, order_strategies))
+                store_run(run_dir_for(parent, strategy, seed), dest)
+                with restored(dest, stored_runs(dest, order_strategies)) as run_dirs:
+                    build_comparison_report(dest, run_dirs)
                 invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
                 (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         print_comparison(dest, Console(width=max(100, 24 + 16 * len(strategies))))
-        print(f"Results copied to {dest}", flush=True)
+        print(f"Results stored in {dest}", flush=True)
     return 0
 
 

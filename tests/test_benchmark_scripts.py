@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from citune.runs.archive import read_archive
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "superni_quality.py"
 
@@ -34,15 +36,16 @@ def test_bad_override_fails_before_any_training(superni_dir):
 
 
 def test_smoke_run_stores_results_and_a_new_machine_skips_them(superni_dir, tmp_path):
-    """Results are stored apart from the big run directories; a second invocation with those run
+    """Results are stored apart from the big run directories, one archive per run; a second invocation with those run
     directories gone (a fresh machine) finds the stored run and does not train it again."""
     args = [sys.executable, str(SCRIPT), "--smoke", "--quiet", "--superni-root", str(superni_dir), "--orders",
             "curriculum", "--strategies", "none", "--seeds", "1", "--results", str(tmp_path / "results")]
     first = subprocess.run([*args, "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     stored = tmp_path / "results" / "curriculum-smoke-2cat"
-    assert (stored / "none-seed1" / "metrics.json").is_file()
-    assert list((stored / "none-seed1" / "stages").glob("*/eval.json"))
+    files = read_archive(stored / "none-seed1.run.json.gz")  # one compact file per run, not its directory
+    assert "metrics.json" in files and any(f.startswith("stages/") and f.endswith("/eval.json") for f in files)
+    assert not (stored / "none-seed1").exists()
     assert (stored / "comparison.json").is_file() and (stored / "report.md").is_file()
     second = subprocess.run([*args, "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
