@@ -153,7 +153,7 @@ def test_compare_resumes_a_partial_run(compared, tmp_path):
 
 
 def test_run_identity_ignores_presentation_and_schema_additions():
-    from citune.compare import first_difference, run_identity
+    from citune.config import first_difference, run_identity
     from citune.config import load_config
 
     stored = load_config(str(TINY), ["run.quiet=true", "run.report_to=[tensorboard]"]).to_dict()

@@ -29,9 +29,8 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(path: Path, modules: set[str]) -> set[str]:
-    """The citune modules `path` imports anywhere in its body (`from pkg import sub` counts `pkg.sub`, not
-    `pkg`: a submodule's parent package is always imported first, and counting it would make every
-    package that imports its own submodules a cycle)."""
+    """The citune modules `path` imports anywhere in its body (`from pkg import sub` counts `pkg.sub`), and
+    the packages whose `__init__` runs first because of it (`packages_entered`)."""
     name, is_package = module_name(path), path.name == "__init__.py"
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -47,7 +46,16 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
             found |= subs & modules
             if not subs <= modules:  # names defined in `target` itself
                 found.add(target)
-    return {m for m in found if m in modules and m != name}
+    found = {m for m in found if m in modules}
+    return {m for m in found | {p for m in found for p in packages_entered(name, m)} if m in modules and m != name}
+
+
+def packages_entered(importer: str, module: str) -> list[str]:
+    """The packages whose `__init__` importing `module` runs first: those above it that `importer` is
+    not inside (its own packages are initialised already)."""
+    parts = module.split(".")
+    above = [".".join(parts[:i]) for i in range(1, len(parts))]
+    return [p for p in above if not (importer == p or importer.startswith(p + "."))]
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -134,7 +142,24 @@ def test_a_lazy_import_inside_a_function_counts(tmp_path):
     saved, SRC = SRC, tmp_path / "src"
     try:
         assert imports_of(path, {"citune.engine", "citune.engine.trainer", "citune.evaluation.vscore"}) == {
-            "citune.engine.trainer", "citune.evaluation.vscore"}
+            "citune.engine", "citune.engine.trainer", "citune.evaluation.vscore"}
+    finally:
+        SRC = saved
+
+
+def test_a_package_entered_from_outside_counts(tmp_path):
+    """sampling -> inscl.insinfo runs inscl/__init__ first: had it imported inscl.strategy, which imports
+    sampling, that was a cycle the interpreter refused (a partially initialised module)."""
+    modules = {"citune", "citune.replay", "citune.replay.inscl", "citune.replay.inscl.insinfo",
+               "citune.replay.sampling", "citune.replay.base"}
+    path = tmp_path / "src" / "citune" / "replay" / "sampling.py"
+    path.parent.mkdir(parents=True)
+    path.write_text("from citune.replay.inscl.insinfo import rates\nfrom citune.replay.base import register\n")
+    global SRC
+    saved, SRC = SRC, tmp_path / "src"
+    try:
+        assert imports_of(path, modules) == {"citune.replay.inscl", "citune.replay.inscl.insinfo",
+                                             "citune.replay.base"}
     finally:
         SRC = saved
 

@@ -149,7 +149,7 @@ def keyparts(config: Optional[str] = typer.Argument(None), overrides: Optional[L
 
     from citune.data import build_stream
     from citune.paths import cache_root
-    from citune.replay.keyparts import keyparts_report
+    from citune.replay.kpig.keyparts import keyparts_report
 
     config, overrides = _split_args(config, overrides)
     cfg = _load(config, overrides)

@@ -12,7 +12,7 @@ Conventions
   pass fewer than K rows; the missing rows count as None.
 - `heldout_matrix` is K x H (held-out tasks), `heldout_base_row` has length H.
 
-Decisions (documented in docs, tested in tests/test_metrics.py)
+Decisions (documented in docs, tested in tests/evaluation/test_metrics.py)
 ---------------------------------------------------------------
 - Missing entries: a metric is None when any entry its formula needs is None.
   Averages are never taken over a silently smaller set of tasks.

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from citune.types import Task
-from citune.replay.insinfo import rates
+from citune.replay.inscl.insinfo import rates
 
 
 def instruction_groups(task: Task) -> tuple[list[str], list[list[int]]]:

@@ -30,10 +30,10 @@ import numpy as np
 from citune.types import Instance, Task
 from citune.types import TrainExample
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
-from citune.replay.diversity import diversify, make_variants, variant_spans
-from citune.replay.infogain import information_gain
+from citune.replay.kpig.variants import diversify, make_variants, variant_spans
+from citune.replay.kpig.infogain import information_gain
 from citune.data.instructions import span_texts
-from citune.replay.keyparts import KeyPartExtractor
+from citune.replay.kpig.keyparts import KeyPartExtractor
 from citune.spans import Span, mask
 from citune.replay.quota import allocate
 
@@ -157,7 +157,7 @@ class KPIGReplay(ReplayStrategy):
     def objective(self, ctx: StageContext):
         if not self.kcfg.objective or self.kcfg.lam == 0 or ctx.model is None:
             return None
-        from citune.replay.kpig_objective import IGObjective  # lazy: it imports replay helpers
+        from citune.replay.kpig.objective import IGObjective  # lazy: it imports replay helpers
 
         tasks = [*ctx.previous, ctx.current]
         for t in tasks:

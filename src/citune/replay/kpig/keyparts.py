@@ -19,9 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -29,6 +26,7 @@ from typing import TYPE_CHECKING, Sequence
 from citune.errors import InputError
 from citune.data.instructions import HEURISTIC_VERSION, heuristic_spans, join_spans, label_sets, locate
 from citune.io import read_json, write_json
+from citune.models.llm import LLMClient, NoValidAnswer
 from citune.spans import Span, merge_spans
 
 if TYPE_CHECKING:
@@ -39,68 +37,15 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- LLM access (local model or endpoint)
 
-_LOCAL_MODELS: dict[str, tuple] = {}
-
-
-def llm_complete(prompt: str, kcfg: "KPIGConfig", cache_dir: Path | None = None) -> str:
-    """One greedy chat completion from the configured endpoint, else the local model."""
-    if kcfg.endpoint_url:
-        return _endpoint_complete(prompt, kcfg)
-    if kcfg.extractor_model:
-        return _local_complete(prompt, kcfg, cache_dir)
-    raise InputError("the llm extractor/rewriter needs kpig.extractor_model (a local model) or kpig.endpoint_url",
-                     "replay.kpig")
-
-
-def _endpoint_complete(prompt: str, kcfg: "KPIGConfig") -> str:
-    url = kcfg.endpoint_url.rstrip("/")
-    url = url if url.endswith("/chat/completions") else url + "/chat/completions"
-    body = {"model": kcfg.endpoint_model or "", "temperature": 0, "max_tokens": kcfg.llm_max_new_tokens,
-            "messages": [{"role": "user", "content": prompt}]}
-    headers = {"Content-Type": "application/json"}
-    key = os.environ.get(kcfg.api_key_env)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=kcfg.llm_timeout) as resp:
-            data = json.loads(resp.read().decode("utf-8"))
-        return data["choices"][0]["message"]["content"] or ""
-    except (urllib.error.URLError, TimeoutError, KeyError, IndexError, ValueError) as e:
-        reason = getattr(e, "reason", None) or type(e).__name__
-        raise InputError(f"the endpoint did not answer a chat completion ({reason})", url, "replay.kpig") from None
-
-
-def _local_complete(prompt: str, kcfg: "KPIGConfig", cache_dir: Path | None) -> str:
-    import torch
-
-    model, tok = _local_model(kcfg.extractor_model, cache_dir)
-    if getattr(tok, "chat_template", None):
-        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                       add_generation_prompt=True)
-    else:
-        text = prompt
-    ids = tok(text, return_tensors="pt", add_special_tokens=False)
-    with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=kcfg.llm_max_new_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id)
-    return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def _local_model(name: str, cache_dir: Path | None):
-    if name not in _LOCAL_MODELS:
-        from transformers import AutoModelForCausalLM
-
-        from citune.config import ModelConfig
-        from citune.models.loading import load_tokenizer, resolve_model_dir
-        from citune.paths import cache_root
-
-        mcfg = ModelConfig(name=name)
-        model_dir = resolve_model_dir(mcfg, Path(cache_dir) if cache_dir else cache_root())
-        tok = load_tokenizer(model_dir, mcfg)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True).eval()
-        _LOCAL_MODELS[name] = (model, tok)
-    return _LOCAL_MODELS[name]
+def llm_client(kcfg: "KPIGConfig", cache_dir: Path | None = None) -> LLMClient:
+    """The model KPIG asks for key parts and instruction variants: the endpoint when one is set, else the
+    local model."""
+    if not kcfg.endpoint_url and not kcfg.extractor_model:
+        raise InputError("the llm extractor/rewriter needs kpig.extractor_model (a local model) or "
+                         "kpig.endpoint_url", "replay.kpig")
+    return LLMClient(endpoint_url=kcfg.endpoint_url, endpoint_model=kcfg.endpoint_model,
+                     local_model=kcfg.extractor_model, api_key_env=kcfg.api_key_env, timeout=kcfg.llm_timeout,
+                     max_new_tokens=kcfg.llm_max_new_tokens, cache_dir=cache_dir, config_key="replay.kpig")
 
 
 def parse_json_list(answer: str) -> list[str] | None:
@@ -169,17 +114,24 @@ class KeyPartExtractor:
     def _llm_spans(self, instruction: str, labels: Sequence[str]) -> tuple[list[Span], bool]:
         hint = f"The task's answers are always one of: {', '.join(labels)}.\n" if labels else ""
         prompt = KEYPARTS_PROMPT.format(labels=hint, instruction=instruction)
-        for _ in range(self.kcfg.retries + 1):
+
+        def parse(answer: str) -> list[str]:
             self.stats["llm_calls"] += 1
-            parts = parse_json_list(llm_complete(prompt, self.kcfg, self.cache_dir))
-            if parts is not None:
-                found = [p for p in parts if p and p in instruction]
-                self.stats["discarded"] += len(parts) - len(found)
-                return join_spans(instruction, locate(instruction, found)), True
-        self.stats["fallbacks"] += 1
-        log.warning("key parts: no valid JSON list after %d tries; heuristic spans used for %r",
-                    self.kcfg.retries + 1, instruction[:60])
-        return heuristic_spans(instruction, labels), False
+            parts = parse_json_list(answer)
+            if parts is None:
+                raise ValueError("no JSON list of strings in the answer")
+            return parts
+
+        try:
+            parts = llm_client(self.kcfg, self.cache_dir).ask(prompt, parse, self.kcfg.retries)
+        except NoValidAnswer:
+            self.stats["fallbacks"] += 1
+            log.warning("key parts: no valid JSON list after %d tries; heuristic spans used for %r",
+                        self.kcfg.retries + 1, instruction[:60])
+            return heuristic_spans(instruction, labels), False
+        found = [p for p in parts if p and p in instruction]
+        self.stats["discarded"] += len(parts) - len(found)
+        return join_spans(instruction, locate(instruction, found)), True
 
     def task_spans(self, task: "Task") -> dict[str, list[Span]]:
         """Spans of every instruction of `task` (training and test splits), with its closed labels."""

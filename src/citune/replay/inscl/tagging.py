@@ -5,7 +5,7 @@ Taggers:
   words inside each clause (stopwords removed, as KeyBERT's CountVectorizer does), scored by cosine
   similarity of their sentence embedding to the whole instruction's, top-k kept;
 - `llm`: an instruction-tuned model prompted with the InsTag prompt to answer
-  `[{"tag": ..., "explanation": ...}]` — a local transformers model (`tagger_model`) or an
+  `[{"tag": ..., "explanation": ...}]` through `models.llm` — a local model (`tagger_model`) or an
   OpenAI-compatible endpoint (`endpoint_url`, `endpoint_model`, key from `api_key_env`, never logged).
   Invalid answers are retried, then reported as a `TaggerError`; nothing is dropped silently.
 
@@ -15,13 +15,8 @@ under `cache_dir / "tags"` by sha256 of (tagger, model, text).
 """
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -29,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from citune.errors import InputError
+from citune.models.llm import LLMClient, LLMError, NoValidAnswer, chat_completions_url
 from citune.replay.store import content_key, store
 
 if TYPE_CHECKING:
@@ -113,100 +109,28 @@ def parse_tags(text: str) -> list[str]:
     return tags
 
 
-def chat_completions_url(url: str) -> str:
-    """Accept a server root, a `/v1` base or the full `/v1/chat/completions` path."""
-    url = url.rstrip("/")
-    if url.endswith("/chat/completions"):
-        return url
-    return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
+class LLMTagger:
+    """Tags from a language model asked the InsTag prompt (`models.llm`: an endpoint or a local model);
+    invalid answers are retried, then reported as a TaggerError."""
 
-
-class _Transient(Exception):
-    """A failure worth retrying after a pause (connection, timeout, 408/429/5xx)."""
-
-
-class EndpointTagger:
-    """Tags from an OpenAI-compatible `/v1/chat/completions` endpoint (stdlib urllib only)."""
-
-    def __init__(self, url: str, model: str, api_key_env: str = "OPENAI_API_KEY", retries: int = 3,
-                 timeout: float = 60.0, backoff: float = 1.0):
-        self.url, self.model, self.api_key_env = chat_completions_url(url), model, api_key_env
-        self.retries, self.timeout, self.backoff = retries, timeout, backoff
-
-    def _request(self, instruction: str, attempt: int) -> str:
-        payload = {"model": self.model, "temperature": 0.0 if attempt == 0 else 0.7,
-                   "messages": [{"role": "user", "content": INSTAG_PROMPT.format(instruction=instruction)}]}
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(self.url, data=json.dumps(payload).encode("utf-8"), headers=headers,
-                                     method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                body = resp.read().decode("utf-8", errors="replace")
-        except urllib.error.HTTPError as e:
-            if e.code in (408, 429) or e.code >= 500:
-                raise _Transient(f"HTTP {e.code}") from None
-            raise TaggerError(f"the tagger endpoint refused the request: HTTP {e.code} {e.reason}",
-                              self.url, "replay.inscl.endpoint_url") from None
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as e:
-            raise _Transient(f"cannot reach the endpoint ({getattr(e, 'reason', e)})") from None
-        try:
-            return json.loads(body)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise ValueError("the response is not an OpenAI chat completion") from None
+    def __init__(self, client: LLMClient, retries: int = 3):
+        self.client, self.retries = client, retries
 
     def __call__(self, instruction: str) -> list[str]:
-        last = ""
-        for attempt in range(self.retries + 1):
-            try:
-                return parse_tags(self._request(instruction, attempt))
-            except _Transient as e:
-                last = str(e)
-                time.sleep(self.backoff * 2 ** attempt)
-            except ValueError as e:
-                last = f"invalid tag JSON: {e}"
-        raise TaggerError(f"no valid tags after {self.retries + 1} attempts ({last})", self.url,
-                          f"instruction {instruction[:60]!r}")
+        where = f"instruction {instruction[:60]!r}"
+        try:
+            return self.client.ask(INSTAG_PROMPT.format(instruction=instruction), parse_tags, self.retries)
+        except NoValidAnswer as e:
+            raise TaggerError(f"no valid tags after {e.attempts} attempts (invalid tag JSON: {e.reason})",
+                              self.client.name, where) from None
+        except LLMError as e:
+            raise TaggerError(e.problem, e.file, where) from None
 
 
-class LocalTagger:
-    """Tags from a local causal LM (`tagger_model`: a directory, a .gguf file or the embedded model)."""
-
-    def __init__(self, model_name: str, cache_dir: Path, retries: int = 3, max_new_tokens: int = 256):
-        from citune.config import ModelConfig
-        from citune.models.loading import load_base
-
-        self.name, self.retries, self.max_new_tokens = model_name, retries, max_new_tokens
-        self.model, self.tok, _ = load_base(ModelConfig(name=model_name), Path(cache_dir))
-        self.model.eval()
-
-    def _generate(self, instruction: str, attempt: int) -> str:
-        import torch
-
-        prompt = INSTAG_PROMPT.format(instruction=instruction)
-        if getattr(self.tok, "chat_template", None):
-            prompt = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
-        enc = self.tok(prompt, return_tensors="pt", add_special_tokens=False)
-        # retries sample (greedy would repeat the same answer); fork_rng keeps the global RNG untouched
-        with torch.random.fork_rng(), torch.no_grad():
-            torch.manual_seed(int(content_key(instruction, str(attempt))[:8], 16))
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=attempt > 0,
-                                      temperature=0.7 if attempt > 0 else None, top_p=None, top_k=None,
-                                      pad_token_id=self.tok.pad_token_id)
-        return self.tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-
-    def __call__(self, instruction: str) -> list[str]:
-        last = ""
-        for attempt in range(self.retries + 1):
-            try:
-                return parse_tags(self._generate(instruction, attempt))
-            except ValueError as e:
-                last = f"invalid tag JSON: {e}"
-        raise TaggerError(f"no valid tags after {self.retries + 1} attempts ({last})", self.name,
-                          f"instruction {instruction[:60]!r}")
+def llm_client(cfg: "InsCLConfig", cache_dir: Path | None = None) -> LLMClient:
+    return LLMClient(endpoint_url=cfg.endpoint_url, endpoint_model=cfg.endpoint_model, local_model=cfg.tagger_model,
+                     api_key_env=cfg.api_key_env, timeout=cfg.endpoint_timeout, cache_dir=cache_dir,
+                     config_key="replay.inscl.endpoint_url" if cfg.endpoint_url else "replay.inscl.tagger_model")
 
 
 # ---------------------------------------------------------------- normalisation and merging
@@ -262,11 +186,7 @@ def tagger_identity(cfg: "InsCLConfig") -> tuple[str, str]:
 def _tag_function(cfg: "InsCLConfig", cache_dir: Path, embed: Embed) -> Callable[[list[str]], list[list[str]]]:
     if cfg.tagger == "keyphrase":
         return lambda texts: keyphrase_tags(texts, cfg.tags_per_instruction, embed, cfg.keyphrase_max_ngram)
-    if cfg.endpoint_url:
-        one = EndpointTagger(cfg.endpoint_url, cfg.endpoint_model, cfg.api_key_env, cfg.retries,
-                             cfg.endpoint_timeout)
-    else:
-        one = LocalTagger(cfg.tagger_model, cache_dir, cfg.retries)
+    one = LLMTagger(llm_client(cfg, cache_dir), cfg.retries)
     return lambda texts: [one(t) for t in texts]
 
 

@@ -9,7 +9,7 @@ import pytest
 from citune.config import KPIGConfig
 from citune.types import Instance
 from citune.types import TrainExample
-from citune.replay.diversity import diversify, filter_variants, make_variants, rephrase, reorder, variant_spans
+from citune.replay.kpig.variants import diversify, filter_variants, make_variants, rephrase, reorder, variant_spans
 from citune.data.instructions import heuristic_spans, span_texts
 
 INSTRUCTIONS = [

@@ -6,7 +6,7 @@ import torch
 
 from citune.config import load_config
 from citune.types import Instance, Stream, Task
-from citune.replay.kpig_objective import IGObjective
+from citune.replay.kpig.objective import IGObjective
 from citune.types import TrainExample
 from citune.replay import StageContext, get_strategy
 from citune.replay.quota import allocate

@@ -8,7 +8,7 @@ from citune.engine.batching import collate
 from citune.engine.loss import response_loss
 from citune.models import load_model
 from citune.paths import cache_root
-from citune.replay.infogain import information_gain
+from citune.replay.kpig.infogain import information_gain
 from citune.spans import mask
 
 WORDS = ("red", "blue")

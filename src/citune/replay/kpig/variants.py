@@ -24,7 +24,7 @@ from citune.types import TrainExample
 from citune.data.text import sentence_spans
 from citune.io import read_json, write_json
 from citune.data.instructions import join_spans, locate, span_texts
-from citune.replay.keyparts import llm_complete
+from citune.replay.kpig.keyparts import llm_client
 from citune.spans import Span
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def _cached_completion(prompt: str, kcfg: "KPIGConfig", cache_dir: Path | None) 
         path = Path(cache_dir) / "diversity" / f"{key}.json"
         if path.is_file():
             return read_json(path)["text"]
-    text = _clean(llm_complete(prompt, kcfg, cache_dir))
+    text = _clean(llm_client(kcfg, cache_dir).complete(prompt))
     if path is not None:
         write_json(path, {"model": model, "text": text})
     return text

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from citune.replay.insinfo import insinfo_scores, rates
+from citune.replay.inscl.insinfo import insinfo_scores, rates
 
 
 def test_hand_values_on_a_toy_pool():

@@ -17,7 +17,7 @@ from citune.data.synthetic import FAMILIES, generate, synthetic_task
 from citune.types import instance_uid
 from citune.errors import InputError
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DATA = EXAMPLES / "data"
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from citune.replay.wasserstein import Support, compress, cosine_cost, distance_matrix, marginal, w1
+from citune.replay.inscl.wasserstein import Support, compress, cosine_cost, distance_matrix, marginal, w1
 
 
 def unit(*rows):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from citune.config import InsCLConfig
-from citune.replay.tagging import (EndpointTagger, TaggerError, candidate_phrases, chat_completions_url,
+from citune.models.llm import LLMClient
+from citune.replay.inscl.tagging import (LLMTagger, TaggerError, candidate_phrases, chat_completions_url,
                                    instruction_tags, keyphrase_tags, merge_tags, normalise_tag, normalise_tags,
                                    parse_tags)
 
@@ -125,10 +126,14 @@ def server_factory(monkeypatch):
 VALID = '[{"tag": "Sentiment Analysis", "explanation": "polarity"}, {"tag": "Tweets", "explanation": "source"}]'
 
 
+def endpoint_tagger(url, model, api_key_env="OPENAI_API_KEY", retries=3):
+    return LLMTagger(LLMClient(endpoint_url=url, endpoint_model=model, api_key_env=api_key_env, backoff=0), retries)
+
+
 def test_endpoint_tagger_retries_invalid_json(server_factory, monkeypatch):
     monkeypatch.setenv("CITUNE_TEST_KEY", "sk-secret-123")
     srv = server_factory(["Sure! The tags are: sentiment, tweets", VALID])
-    tagger = EndpointTagger(srv.url, "tagger-model", "CITUNE_TEST_KEY", retries=2, backoff=0)
+    tagger = endpoint_tagger(srv.url, "tagger-model", "CITUNE_TEST_KEY", retries=2)
     assert tagger("Classify the tweet.") == ["Sentiment Analysis", "Tweets"]
     assert len(srv.requests) == 2
     first = srv.requests[0]
@@ -139,7 +144,7 @@ def test_endpoint_tagger_retries_invalid_json(server_factory, monkeypatch):
 
 def test_endpoint_tagger_retries_server_errors(server_factory):
     srv = server_factory([503, VALID])
-    assert EndpointTagger(srv.url, "m", "CITUNE_UNSET_KEY", retries=1, backoff=0)("x") == ["Sentiment Analysis",
+    assert endpoint_tagger(srv.url, "m", "CITUNE_UNSET_KEY", retries=1)("x") == ["Sentiment Analysis",
                                                                                          "Tweets"]
     assert srv.requests[0]["auth"] is None  # no key in the environment: no header
 
@@ -148,7 +153,7 @@ def test_always_invalid_output_is_reported(server_factory, monkeypatch):
     monkeypatch.setenv("CITUNE_TEST_KEY", "sk-secret-123")
     srv = server_factory(["not json at all"])
     with pytest.raises(TaggerError) as err:
-        EndpointTagger(srv.url, "m", "CITUNE_TEST_KEY", retries=2, backoff=0)("Summarise the article.")
+        endpoint_tagger(srv.url, "m", "CITUNE_TEST_KEY", retries=2)("Summarise the article.")
     msg = str(err.value)
     assert "3 attempts" in msg and "invalid tag JSON" in msg and "Summarise the article" in msg
     assert "sk-secret" not in msg
@@ -158,7 +163,7 @@ def test_always_invalid_output_is_reported(server_factory, monkeypatch):
 def test_client_errors_are_not_retried(server_factory):
     srv = server_factory([401])
     with pytest.raises(TaggerError, match="HTTP 401"):
-        EndpointTagger(srv.url, "m", retries=3, backoff=0)("x")
+        endpoint_tagger(srv.url, "m", retries=3)("x")
     assert len(srv.requests) == 1
 
 
@@ -184,8 +189,6 @@ def test_llm_tagger_needs_a_model_or_an_endpoint():
 def test_local_transformers_tagger_reports_invalid_output(tmp_path):
     """The tiny random model cannot answer JSON: the failure is reported after the retry, not dropped."""
     from citune.paths import cache_root
-    from citune.replay.tagging import LocalTagger
-
-    tagger = LocalTagger("tiny", cache_root(), retries=1, max_new_tokens=4)
+    tagger = LLMTagger(LLMClient(local_model="tiny", cache_dir=cache_root(), max_new_tokens=4), retries=1)
     with pytest.raises(TaggerError, match="2 attempts"):
         tagger("Classify the tweet.")

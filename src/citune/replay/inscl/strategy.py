@@ -12,12 +12,12 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
-from citune.replay.insinfo import insinfo_scores
+from citune.replay.inscl.insinfo import insinfo_scores
 from citune.replay.quota import allocate
 from citune.replay.sampling import insinfo_sample, uniform_sample
 from citune.replay.store import content_key
-from citune.replay.tagging import instruction_tags
-from citune.replay.wasserstein import Support, distance_matrix, task_support, w1, write_distance_matrix
+from citune.replay.inscl.tagging import instruction_tags
+from citune.replay.inscl.wasserstein import Support, distance_matrix, task_support, w1, write_distance_matrix
 
 DISTANCES_FILE = "inscl_distances.json"
 _ZERO = 1e-9  # distances below this are numerically zero (an exact solver on identical tasks gives ~1e-17)

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from citune.types import Instance
 from citune.engine.batching import collate, encode_examples
-from citune.replay.kpig_objective import IGObjective
+from citune.replay.kpig.objective import IGObjective
 from citune.types import TrainExample
 from citune.spans import mask
 

@@ -8,12 +8,12 @@ from citune.config import load_config
 from citune.types import Instance, Stream, Task, instance_uid
 from citune.replay import StageContext, get_strategy
 from citune.replay.embeddings import embed_texts, sentence_embeddings
-from citune.replay.inscl import DISTANCES_FILE, quota_weights
-from citune.replay.insinfo import insinfo_scores
+from citune.replay.inscl.strategy import DISTANCES_FILE, quota_weights
+from citune.replay.inscl.insinfo import insinfo_scores
 from citune.replay.planning import plan_stream, render_plan
 from citune.replay.quota import allocate
-from citune.replay.tagging import instruction_tags
-from citune.replay.wasserstein import stream_distance_matrix, task_support, w1
+from citune.replay.inscl.tagging import instruction_tags
+from citune.replay.inscl.wasserstein import stream_distance_matrix, task_support, w1
 
 STRATEGIES = ["inscl", "inscl-dynamic", "inscl-insinfo", "prototype-data", "prototype-instruction",
               "diverse-instruction"]

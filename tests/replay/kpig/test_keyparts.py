@@ -8,7 +8,7 @@ import pytest
 from citune.config import KPIGConfig, load_config
 from citune.types import Instance, Stream, Task
 from citune.data.instructions import heuristic_spans, label_sets, span_texts
-from citune.replay.keyparts import KeyPartExtractor, keyparts_report, parse_json_list
+from citune.replay.kpig.keyparts import KeyPartExtractor, keyparts_report, parse_json_list
 from citune.spans import mask, merge_spans
 
 
