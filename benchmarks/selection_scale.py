@@ -45,7 +45,7 @@ def distance(args) -> dict:
     import numpy as np
 
     from citune.engine.trainer import configure_threads
-    from citune.replay.wasserstein import compress, marginal, w1
+    from citune.replay.inscl.wasserstein import compress, marginal, w1
 
     threads = configure_threads(args.threads, 1)
     big_a = synthetic_task(args.n, args.dim, 64, 1)
@@ -73,7 +73,7 @@ def distance(args) -> dict:
     # uncompressed one on a subsample small enough for the exact solver (5,000 points).
     rng = np.random.default_rng(0)
     idx = rng.choice(args.n, size=5000, replace=False)
-    from citune.replay.wasserstein import Support
+    from citune.replay.inscl.wasserstein import Support
 
     sub = Support(big_a[0][idx], marginal(big_a[1][idx]))
     sub_c = compress(sub.points, sub.mass, args.max_support, seed=14)
