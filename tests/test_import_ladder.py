@@ -23,15 +23,15 @@ FLOORS = [
 SIBLINGS = {"citune.replay", "citune.evaluation"}  # on one floor, and neither imports the other
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC).with_suffix("").parts)
+def module_name(path: Path, src: Path = SRC) -> str:
+    parts = list(path.relative_to(src).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path, modules: set[str]) -> set[str]:
+def imports_of(path: Path, modules: set[str], src: Path = SRC) -> set[str]:
     """The citune modules `path` imports anywhere in its body (`from pkg import sub` counts `pkg.sub`), and
     the packages whose `__init__` runs first because of it (`packages_entered`)."""
-    name, is_package = module_name(path), path.name == "__init__.py"
+    name, is_package = module_name(path, src), path.name == "__init__.py"
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -138,13 +138,8 @@ def test_a_lazy_import_inside_a_function_counts(tmp_path):
     path = tmp_path / "src" / "citune" / "replay" / "x.py"
     path.parent.mkdir(parents=True)
     path.write_text("def f():\n    from citune.engine import trainer\n    from ..evaluation.vscore import g\n")
-    global SRC
-    saved, SRC = SRC, tmp_path / "src"
-    try:
-        assert imports_of(path, {"citune.engine", "citune.engine.trainer", "citune.evaluation.vscore"}) == {
-            "citune.engine", "citune.engine.trainer", "citune.evaluation.vscore"}
-    finally:
-        SRC = saved
+    modules = {"citune.engine", "citune.engine.trainer", "citune.evaluation.vscore"}
+    assert imports_of(path, modules, tmp_path / "src") == modules
 
 
 def test_a_package_entered_from_outside_counts(tmp_path):
@@ -155,13 +150,8 @@ def test_a_package_entered_from_outside_counts(tmp_path):
     path = tmp_path / "src" / "citune" / "replay" / "sampling.py"
     path.parent.mkdir(parents=True)
     path.write_text("from citune.replay.inscl.insinfo import rates\nfrom citune.replay.base import register\n")
-    global SRC
-    saved, SRC = SRC, tmp_path / "src"
-    try:
-        assert imports_of(path, modules) == {"citune.replay.inscl", "citune.replay.inscl.insinfo",
-                                             "citune.replay.base"}
-    finally:
-        SRC = saved
+    assert imports_of(path, modules, tmp_path / "src") == {"citune.replay.inscl", "citune.replay.inscl.insinfo",
+                                                           "citune.replay.base"}
 
 
 @pytest.mark.parametrize("module", ["citune.cli", "citune.replay.kpig", "citune.types"])
