@@ -143,6 +143,18 @@ def report(run_dirs: List[Path] = typer.Argument(..., help="Run directories (or 
 
 
 @app.command()
+def keys(section: Optional[str] = typer.Argument(None, help="Only keys under this one, e.g. replay.kpig.")):
+    """List every config key with its type, default and description."""
+    from citune.config import describe_keys
+    from citune.terminal import print_table
+
+    rows = [r for r in describe_keys() if section is None or r[0] == section or r[0].startswith(section + ".")]
+    if not rows:
+        raise InputError(f"no config key '{section}'", "command line")
+    print_table(["key", "type", "default", "description"], rows, right_from=4)
+
+
+@app.command()
 def keyparts(config: Optional[str] = typer.Argument(None), overrides: Optional[List[str]] = typer.Argument(None)):
     """Show each task's instructions with KPIG's key parts marked."""
     from rich.console import Console

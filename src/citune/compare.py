@@ -10,7 +10,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from citune.config import PRESENTATION, config_difference, load_config, run_identity
 from citune.errors import InputError
@@ -20,6 +19,7 @@ from citune.report.comparison import (
     build_comparison_report, comparison_table, default_baseline, interval_sentence, strategy_columns, write_comparison,
 )
 from citune.report.rundata import load_run, run_dir_name
+from citune.terminal import terminal_table
 
 __all__ = ["run_compare", "comparison_table", "default_baseline", "write_comparison", "render_comparison",
            "print_comparison"]
@@ -92,12 +92,7 @@ def render_comparison(rows: list[dict], title: str = "citune comparison", column
     strategies' columns to show (all by default)."""
     headers, lines = strategy_columns(rows)
     keep = [0, *range(1, len(headers))[columns]]
-    table = Table(title=title, header_style="bold")
-    for i in keep:
-        table.add_column(headers[i], justify="left" if i == 0 else "right")
-    for line in lines:
-        table.add_row(*(Text(str(line[i])) for i in keep))  # Text: "[lo, hi]" is not rich markup
-    return table
+    return terminal_table([headers[i] for i in keep], [[line[i] for i in keep] for line in lines], title)
 
 
 def _column_groups(rows: list[dict], width: int) -> list[slice]:

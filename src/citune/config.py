@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import re
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator, ValidationInfo
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from citune.errors import InputError
@@ -15,8 +17,6 @@ from citune.errors import InputError
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-
-PositiveInt = Field(gt=0)
 
 # The scorers of citune.evaluation.scores (a test keeps the two lists equal).
 ScorerName = Literal["rougeL", "rougeL_precision", "exact_match", "option_accuracy", "number_accuracy",
@@ -27,45 +27,51 @@ SCORER_HELP = "primary score of the task: " + ", ".join(ScorerName.__args__)
 class TinyModelConfig(Strict):
     """A tiny random Llama-architecture model for tests, with the real SmolLM2 tokenizer."""
 
-    hidden_size: int = Field(64, gt=0)
-    intermediate_size: int = Field(128, gt=0)
-    num_hidden_layers: int = Field(2, gt=0)
-    num_attention_heads: int = Field(4, gt=0)
-    num_key_value_heads: int = Field(2, gt=0)
-    seed: int = 0
+    hidden_size: int = Field(64, gt=0, description="hidden size of the tiny model")
+    intermediate_size: int = Field(128, gt=0, description="MLP size of the tiny model")
+    num_hidden_layers: int = Field(2, gt=0, description="layers of the tiny model")
+    num_attention_heads: int = Field(4, gt=0, description="attention heads of the tiny model")
+    num_key_value_heads: int = Field(2, gt=0, description="key/value heads of the tiny model")
+    seed: int = Field(0, description="seed of the tiny model's random weights")
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, gt=0)
-    alpha: int = Field(32, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    # On the CPU, dropout masks from 16-bit random numbers (models/dropout.py): the rate is rounded
-    # to 1/65536 and a LoRA step was 1.08x faster on a 2-core Zen 3; false: PEFT's torch.nn.Dropout.
-    fast_dropout: bool = True
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    """The LoRA adapter of `model.finetune: lora` (PEFT)."""
+
+    r: int = Field(16, gt=0, description="LoRA rank")
+    alpha: int = Field(32, gt=0, description="LoRA scaling alpha (the update is scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
+    # On a 2-core Zen 3 a LoRA step was 1.08x faster with the 16-bit masks (models/dropout.py).
+    fast_dropout: bool = Field(True, description="on the CPU, dropout masks from 16-bit random numbers (the rate "
+                               "rounded to 1/65536); false: PEFT's torch.nn.Dropout")
+    target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"],
+                                      description="module names that get an adapter")
 
 
 class ModelConfig(Strict):
-    # "smollm2-135m" (embedded default), "tiny", a local HF directory, or a .gguf file.
-    name: str = "smollm2-135m"
-    tiny: TinyModelConfig = TinyModelConfig()
-    finetune: Literal["lora", "full"] = "lora"
-    lora: LoraConfig = LoraConfig()
-    chat_template: bool = True
+    """The model trained along the stream."""
+
+    name: str = Field("smollm2-135m", description="\"smollm2-135m\" (embedded default), \"tiny\", a local "
+                      "Hugging Face model directory, or a .gguf file")
+    tiny: TinyModelConfig = Field(TinyModelConfig(), description="the shape of `name: tiny`")
+    finetune: Literal["lora", "full"] = Field("lora", description="train a LoRA adapter or every weight")
+    lora: LoraConfig = Field(LoraConfig(), description="the adapter of `finetune: lora`")
+    chat_template: bool = Field(True, description="wrap prompts in the tokenizer's chat template")
     prompt_truncation: Literal["middle", "left"] = Field(
         "middle", description="how a prompt longer than its bound is cut, in training and evaluation alike: the "
         "middle of the input, or its left part; the instruction's head is never cut")
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    trust_remote_code: bool = False
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field("float32", description="weight dtype")
+    trust_remote_code: bool = Field(False, description="let transformers run a model directory's own code")
 
 
 class SourceConfig(Strict):
     """One input of a task: a file or directory (`path`) or a SuperNI task id (`superni`)."""
 
-    path: Optional[str] = None
-    superni: Optional[str] = None
-    format: Literal["auto", "superni", "alpaca", "prompt-answer", "chat"] = "auto"
-    cap: Optional[int] = Field(None, gt=0)
+    path: Optional[str] = Field(None, description="a data file or directory (relative to the config file)")
+    superni: Optional[str] = Field(None, description="a SuperNI task id, looked up in data.superni_dir")
+    format: Literal["auto", "superni", "alpaca", "prompt-answer", "chat"] = Field(
+        "auto", description="the file format; auto: detected from the records")
+    cap: Optional[int] = Field(None, gt=0, description="instances read from this source (a seeded sample)")
     split: Optional[Literal["train", "test", "validation"]] = Field(
         None, description="the role of this source's data; default: a benchmark task folder's file names say "
         "it (train.json; test.json; dev.json, eval.json, valid.json), any other file is training data")
@@ -78,9 +84,11 @@ class SourceConfig(Strict):
 
 
 class TaskConfig(Strict):
-    name: str
-    sources: list[SourceConfig] = Field(min_length=1)
-    cap: Optional[int] = Field(None, gt=0)
+    """One task of the stream and the files it is read from."""
+
+    name: str = Field(description="the task's name in reports and the run directory")
+    sources: list[SourceConfig] = Field(min_length=1, description="the files or SuperNI tasks it is read from")
+    cap: Optional[int] = Field(None, gt=0, description="instances kept of the task (a seeded sample)")
     scorer: ScorerName = Field("rougeL", description=SCORER_HELP)
 
 
@@ -95,43 +103,52 @@ class BenchmarkConfig(Strict):
     heldout: list[str] = Field([], description="task folders only evaluated (their test files), never trained")
     scorer: ScorerName = Field("rougeL", description="the primary scorer of tasks not named in `scorers`")
     scorers: dict[str, ScorerName] = Field({}, description="task folder -> its primary scorer")
-    format: Literal["auto", "superni", "alpaca", "prompt-answer", "chat"] = "auto"
+    format: Literal["auto", "superni", "alpaca", "prompt-answer", "chat"] = Field(
+        "auto", description="the split files' format; auto: detected from the records")
     cap: Optional[int] = Field(None, gt=0, description="instances read per split file (a seeded sample)")
 
 
 class SyntheticConfig(Strict):
-    families: list[str] = ["sentiment", "entity-extraction", "list-ops", "date-format"]
-    heldout_families: list[str] = ["yes-no-membership"]
-    train_per_task: int = Field(64, gt=0)
-    test_per_task: int = Field(16, gt=0)
-    seed: int = 0
+    """The built-in synthetic task families (offline, for smoke runs and tests)."""
+
+    families: list[str] = Field(["sentiment", "entity-extraction", "list-ops", "date-format"],
+                                description="the trained task families, in stream order")
+    heldout_families: list[str] = Field(["yes-no-membership"], description="families only evaluated")
+    train_per_task: int = Field(64, gt=0, description="training instances generated per task")
+    test_per_task: int = Field(16, gt=0, description="test instances generated per task")
+    seed: int = Field(0, description="seed of the generator")
 
 
 class SuperNIStreamConfig(Strict):
     """The SuperNI-16 stream of ../shared/data/superni/streams/superni16.json."""
 
-    root: str = "../shared/data/superni"
-    stream: str = "streams/superni16.json"
-    order: str = "curriculum"
-    categories: Optional[list[str]] = None  # a subset of the order, kept in order
-    heldout_categories: list[str] = []
-    per_source_cap: int = Field(40, gt=0)
+    root: str = Field("../shared/data/superni", description="the SuperNI data folder")
+    stream: str = Field("streams/superni16.json", description="the stream file, relative to root")
+    order: str = Field("curriculum", description="the named category order of the stream file")
+    categories: Optional[list[str]] = Field(None, description="a subset of the order, kept in order")
+    heldout_categories: list[str] = Field([], description="categories only evaluated (for P-score)")
+    per_source_cap: int = Field(40, gt=0, description="instances read per SuperNI task file")
     scorer: ScorerName = Field("rougeL", description=SCORER_HELP)
 
 
 class DataConfig(Strict):
-    kind: Literal["synthetic", "tasks", "superni", "benchmark"] = "synthetic"
-    synthetic: SyntheticConfig = SyntheticConfig()
-    superni: SuperNIStreamConfig = SuperNIStreamConfig()
-    benchmark: Optional[BenchmarkConfig] = None
-    superni_dir: Optional[str] = None  # where `superni:` task ids of sources are looked up
-    tasks: list[TaskConfig] = []
-    heldout: list[TaskConfig] = []
-    test_size: Union[float, int] = 0.2  # fraction (<1) or count of each task's instances
-    split_seed: int = 0
+    """Where the stream comes from and how each task is split."""
+
+    kind: Literal["synthetic", "tasks", "superni", "benchmark"] = Field(
+        "synthetic", description="the stream: built-in synthetic tasks, tasks listed here, the SuperNI-16 "
+        "stream, or a benchmark folder")
+    synthetic: SyntheticConfig = Field(SyntheticConfig(), description="the stream of kind synthetic")
+    superni: SuperNIStreamConfig = Field(SuperNIStreamConfig(), description="the stream of kind superni")
+    benchmark: Optional[BenchmarkConfig] = Field(None, description="the folder of kind benchmark")
+    superni_dir: Optional[str] = Field(None, description="where `superni:` task ids of sources are looked up")
+    tasks: list[TaskConfig] = Field([], description="the stream of kind tasks, in order")
+    heldout: list[TaskConfig] = Field([], description="tasks only evaluated (for P-score)")
+    test_size: Union[float, int] = Field(0.2, description="test share (a fraction below 1) or count of each task "
+                                         "without a test file")
+    split_seed: int = Field(0, description="seed of the train/test split and of every cap's sample")
     split_by_run_seed: bool = Field(False, description="draw the train/test split (and every cap's sample) with "
                                     "the run's `seed` instead of `split_seed`, so that seeds measure data variance too")
-    max_train_per_task: Optional[int] = Field(None, gt=0)
+    max_train_per_task: Optional[int] = Field(None, gt=0, description="training instances kept per task")
     test_overlap: Literal["error", "drop", "allow"] = Field(
         "error", description="a test instance that is also training data (same instruction, input and output): "
         "an error naming both files, `drop` (its training copies are removed and counted), or `allow`")
@@ -172,113 +189,150 @@ DATA_KEYS_BY_KIND = {
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(1, gt=0)
-    batch_size: int = Field(8, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    lr: float = Field(3e-4, gt=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    max_length: int = Field(256, gt=8)
-    group_by_length: bool = True
-    threads: Optional[int] = Field(None, gt=0)
+    """Training of each stage."""
+
+    epochs: int = Field(1, gt=0, description="epochs over each stage's training set")
+    batch_size: int = Field(8, gt=0, description="examples per global batch, split across processes")
+    grad_accum: int = Field(1, gt=0, description="batches accumulated per optimiser update")
+    lr: float = Field(3e-4, gt=0, description="peak learning rate (AdamW, warmup then cosine decay)")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of a stage's steps spent warming up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient-norm clip")
+    max_length: int = Field(256, gt=8, description="longest training example (tokens, prompt and response)")
+    group_by_length: bool = Field(True, description="batch examples of similar length (less padding)")
+    threads: Optional[int] = Field(None, gt=0, description="PyTorch CPU threads; default: the cores per process")
 
 
 class EvalConfig(Strict):
-    batch_size: int = Field(16, gt=0)
-    max_new_tokens: int = Field(32, gt=0)
-    max_test_per_task: Optional[int] = Field(None, gt=0)
+    """Evaluation after each stage."""
+
+    batch_size: int = Field(16, gt=0, description="prompts generated per batch")
+    max_new_tokens: int = Field(32, gt=0, description="generation bound of a task without its own")
+    max_test_per_task: Optional[int] = Field(None, gt=0, description="test instances evaluated per task")
     max_prompt_length: Optional[int] = Field(
         None, gt=8, description="longest prompt shown at evaluation (tokens); default: the model's context window "
         "less the task's generation bound")
     scorers: list[ScorerName] = Field([], description="scores computed for every task besides ROUGE-L, exact "
                                       "match and its primary scorer")
-    eval_unseen: bool = True  # also evaluate tasks not yet trained on (FWT needs it)
-    ub: Literal["stage", "expert"] = "stage"
-
-
-class InsCLConfig(Strict):
-    encoder: Literal["sentence", "base-mean"] = "sentence"
-    marginals: Literal["instances", "uniform"] = "instances"
-    max_support: int = Field(512, gt=1)
-    solver: Literal["emd", "sinkhorn"] = "emd"
-    sinkhorn_reg: float = Field(0.05, gt=0)
-    direction: Literal["dissimilar", "similar"] = "dissimilar"
-    tagger: Literal["keyphrase", "llm"] = "keyphrase"
-    tags_per_instruction: int = Field(5, gt=0)
-    tagger_model: Optional[str] = None  # local transformers model dir for the llm tagger
-    endpoint_url: Optional[str] = None  # OpenAI-compatible endpoint for the llm tagger
-    endpoint_model: Optional[str] = None
-    api_key_env: str = "OPENAI_API_KEY"
-    retries: int = Field(3, ge=0)
-    dbscan_eps: float = Field(0.1, gt=0)
-    dbscan_min_samples: int = Field(5, gt=0)
-    prototype_clusters: Optional[int] = Field(None, gt=0)  # None: one cluster per replayed item
-    keyphrase_max_ngram: int = Field(2, ge=1, le=4)  # longest candidate phrase of the keyphrase tagger
-    endpoint_timeout: float = Field(60.0, gt=0)  # seconds per request to the tagger endpoint
-
-    @model_validator(mode="after")
-    def _llm_tagger_source(self):
-        if self.tagger == "llm" and not self.tagger_model and not (self.endpoint_url and self.endpoint_model):
-            raise ValueError("the llm tagger needs tagger_model, or endpoint_url and endpoint_model")
-        return self
-
-
-class KPIGConfig(Strict):
-    extractor: Literal["heuristic", "llm"] = "heuristic"
-    extractor_model: Optional[str] = None
-    endpoint_url: Optional[str] = None
-    endpoint_model: Optional[str] = None
-    api_key_env: str = "OPENAI_API_KEY"
-    retries: int = Field(3, ge=0)  # invalid llm answers retried, then the heuristic spans are used (counted)
-    llm_max_new_tokens: int = Field(256, gt=0)
-    llm_timeout: float = Field(60.0, gt=0)  # seconds per endpoint request
-    placeholder: str = "[...]"
-    ig: Literal["nll", "entropy", "kl"] = "nll"
-    probe: int = Field(32, gt=0)
-    # Candidates ranked by IG inside a task (at least its quota): the first `pool` of the same seeded
-    # order as the probe, so up to `probe` of them are scored already. pool = probe costs nothing
-    # beyond the probe; every candidate more costs two forward passes per stage (was 128).
-    pool: int = Field(32, gt=0)
-    batch_size: int = Field(8, gt=0)  # instances per IG scoring batch (each is scored full and masked)
-    quota: Literal["drop", "softmax"] = "drop"
-    epsilon: float = Field(1e-3, gt=0)
-    tau: float = Field(1.0, gt=0)
-    objective: bool = True
-    objective_on: Literal["all", "current", "replay"] = "all"
-    lam: float = Field(0.1, ge=0, alias="lambda")
-    margin: float = 1.0
-    variants: int = Field(0, ge=0)  # instruction-diversity variants per instruction
-    rewriter: Literal["template", "llm"] = "template"
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    eval_unseen: bool = Field(True, description="also evaluate tasks not yet trained on (FWT needs it)")
+    ub: Literal["stage", "expert"] = Field("stage", description="the upper bound of the normalised metrics: each "
+                                           "task's score when just learned, or an expert trained on it alone")
 
 
 class ReplayConfig(Strict):
-    strategy: str = "inscl"
-    per_task: int = Field(16, ge=0)
-    inscl: InsCLConfig = InsCLConfig()
-    kpig: KPIGConfig = KPIGConfig()
+    """The replay strategy and the shared budget; each method's section (`replay.inscl`, ...) is added by
+    the method when it registers (`register_method`)."""
+
+    strategy: str = Field("inscl", description="the registered replay strategy")
+    per_task: int = Field(16, ge=0, description="replay budget b per earlier task: stage t replays b * (t - 1)")
+
+    @field_validator("strategy")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in _STRATEGIES:
+            raise ValueError(f"unknown replay strategy '{name}' (known: {', '.join(sorted(_STRATEGIES))})")
+        return name
 
 
 class RunConfig(Strict):
-    quiet: bool = False
-    report_to: list[Literal["tensorboard", "wandb"]] = []
-    cache_dir: Optional[str] = None
-    save_model: Literal["last", "none"] = "last"
+    """How a run presents itself; none of these changes a number."""
+
+    quiet: bool = Field(False, description="no progress bars")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field([], description="loggers of the training curves")
+    cache_dir: Optional[str] = Field(None, description="the cache of embeddings, tags and key parts; default: "
+                                     "$CITUNE_CACHE or the user cache folder")
+    save_model: Literal["last", "none"] = Field("last", description="keep the final model (\"last\") or none")
 
 
 class Config(Strict):
-    seed: int = 1
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
-    replay: ReplayConfig = ReplayConfig()
-    run: RunConfig = RunConfig()
+    """A run: the core sections; `assembled()` gives the class with the registered methods' sections."""
+
+    seed: int = Field(1, description="the run's seed (training order, dropout, replay choices)")
+    model: ModelConfig = Field(ModelConfig(), description="the trained model")
+    data: DataConfig = Field(DataConfig(), description="the stream")
+    train: TrainConfig = Field(TrainConfig(), description="training of each stage")
+    eval: EvalConfig = Field(EvalConfig(), description="evaluation after each stage")
+    replay: ReplayConfig = Field(default_factory=ReplayConfig, description="the replay strategy")
+    run: RunConfig = Field(RunConfig(), description="presentation")
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)
+
+
+# ------------------------------------------------------------------ methods' sections
+
+_SECTIONS: dict[str, type[Strict]] = {}  # replay.<key> -> the config class a method registered
+_STRATEGIES: set[str] = set()
+_ASSEMBLED: dict[tuple, type[Config]] = {}
+METHOD_ENTRY_POINTS = "citune.methods"  # modules whose import registers replay methods (pyproject.toml)
+
+
+def register_method(strategy: str, section: str | None = None, config: type[Strict] | None = None) -> None:
+    """Make `replay.strategy: <strategy>` valid and, with `config`, add the section `replay.<section>`."""
+    if config is not None:
+        if _SECTIONS.setdefault(section, config) is not config:
+            raise ValueError(f"replay.{section} is registered by two config classes")
+    _STRATEGIES.add(strategy)
+
+
+def _load_methods() -> None:
+    if _STRATEGIES:
+        return
+    for entry in entry_points(group=METHOD_ENTRY_POINTS):
+        entry.load()
+    if not _STRATEGIES:
+        raise RuntimeError(f"no replay method is registered: the '{METHOD_ENTRY_POINTS}' entry points are "
+                           "missing (install citune: pip install -e .)")
+
+
+def assembled() -> type[Config]:
+    """The config class of the registered methods: `Config` with `replay.<section>` for each section."""
+    _load_methods()
+    key = tuple(sorted(_SECTIONS.items()))
+    if key not in _ASSEMBLED:
+        sections = {name: (cls, Field(default_factory=cls, description=(cls.__doc__ or name).splitlines()[0]))
+                    for name, cls in key}
+        replay = create_model("ReplayConfig", __base__=ReplayConfig, **sections)
+        _ASSEMBLED[key] = create_model("Config", __base__=Config, replay=(replay, Field(
+            default_factory=replay, description=Config.model_fields["replay"].description)))
+    return _ASSEMBLED[key]
+
+
+def default_config() -> Config:
+    """The embedded defaults, every registered method's section included."""
+    return assembled()()
+
+
+def describe_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, default, description) of every config key, sections walked into (a list of
+    sections as `key[].sub`); `model`: default the assembled config."""
+    rows = []
+    for name, field in (model or assembled()).model_fields.items():
+        key = prefix + (field.alias or name)
+        default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        section, many = _section_of(field.annotation)
+        if section is None:
+            rows.append((key, _type_name(field.annotation), default, field.description or ""))
+            continue
+        rows.append((key, f"list of {section.__name__}" if many else "section", "" if not many else default,
+                     field.description or ""))
+        rows += describe_keys(section, key + ("[]." if many else "."))
+    return rows
+
+
+def _section_of(kind: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The section class a key holds (through Optional), and whether it holds a list of them."""
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return kind, False
+    for arg in get_args(kind):
+        section, _ = _section_of(arg)
+        if section is not None:
+            return section, get_origin(kind) is list
+    return None, False
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) if isinstance(kind, type) else str(kind).replace("typing.", "")
 
 
 def _parse_scalar(text: str) -> Any:
@@ -361,7 +415,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise InputError("the config must be a mapping of sections", origin)
     raw = apply_overrides(raw, overrides or [])
     try:
-        cfg = Config.model_validate(raw, context={"stored": stored})
+        cfg = assembled().model_validate(raw, context={"stored": stored})
     except ValidationError as e:
         raise InputError(_error_line(e), origin) from None
     cfg._origin = Path(path).resolve().parent if path else Path.cwd()  # type: ignore[attr-defined]
@@ -393,9 +447,9 @@ def run_identity(cfg_dict: dict) -> dict:
     schema since the run (with their defaults) and the defaults of the current version do not make a
     finished run look different."""
     try:
-        full = Config.model_validate(cfg_dict, context={"stored": True}).to_dict()
+        full = assembled().model_validate(cfg_dict, context={"stored": True}).to_dict()
     except ValidationError:  # a key this version no longer knows: it stays, so the configs differ there
-        full = _merged(Config().to_dict(), cfg_dict)
+        full = _merged(default_config().to_dict(), cfg_dict)
     unread = [k for k, kinds in DATA_KEYS_BY_KIND.items() if full["data"].get("kind") not in kinds]
     full["data"] = {k: v for k, v in full["data"].items() if k not in unread}
     for section, keys in PRESENTATION.items():

@@ -6,7 +6,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from citune.config import InsCLConfig, KPIGConfig
+from citune.replay.inscl.config import InsCLConfig
+from citune.replay.kpig.config import KPIGConfig
 from citune.models.llm import LLMClient, LLMError, NoValidAnswer, chat_completions_url
 
 

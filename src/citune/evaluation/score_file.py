@@ -89,12 +89,7 @@ def score_file(path: str | Path, metric: Optional[str] = None) -> FileScores:
 
 
 def render_file_scores(result: FileScores, title: str = ""):
-    from rich.table import Table
+    from citune.terminal import terminal_table
 
-    table = Table(title=title or None)
-    table.add_column("metric")
-    table.add_column("lines", justify="right")
-    table.add_column("mean (x100)", justify="right")
-    for name, mean in result.scores.items():
-        table.add_row(name, str(result.counts[name]), f"{mean:.2f}")
-    return table
+    rows = [(name, result.counts[name], f"{mean:.2f}") for name, mean in result.scores.items()]
+    return terminal_table(["metric", "lines", "mean (x100)"], rows, title or None)

@@ -1,7 +1,7 @@
 """The replay interface: a strategy picks R_t from the stored data of tasks < t.
 
-A new strategy is one module with a `ReplayStrategy` subclass decorated by
-`@register("name")`, plus one import line in `citune/replay/__init__.py`.
+A new strategy is one module (or package) with a `ReplayStrategy` subclass decorated by
+`@register("name")`, or `@register("name", config=ItsConfig)` to add the section `replay.name`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from citune.config import config_file
+from citune.config import Strict, config_file, register_method
 from citune.types import Instance, Stream, Task
 from citune.errors import InputError
 
@@ -105,10 +105,13 @@ class ReplayStrategy:
 _REGISTRY: dict[str, type[ReplayStrategy]] = {}
 
 
-def register(name: str):
+def register(name: str, config: type[Strict] | None = None, section: str | None = None):
+    """Register a strategy under `name`; `config`: its settings, the config section `replay.<section>`
+    (default: `name`)."""
     def deco(cls: type[ReplayStrategy]) -> type[ReplayStrategy]:
         cls.name = name
         _REGISTRY[name] = cls
+        register_method(name, section or name, config)
         return cls
 
     return deco

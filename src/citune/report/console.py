@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citune.report.doc import fmt, fmt_pm
+from citune.terminal import terminal_table
 
 HEADLINE = [
     ("final AP", "ap", False),
@@ -27,24 +28,16 @@ def matrix_table(metrics: dict) -> Table:
     scorers = metrics.get("scorers") or {}
     named = any(scorers.get(t, "rougeL") != "rougeL" for t in tasks)
     title = "score ×100 (each task's scorer under its name)" if named else "ROUGE-L ×100"
-    table = Table(title=f"{title}: row = after stage, column = task", title_justify="left")
-    table.add_column("stage")
-    for name in tasks:
-        table.add_column(f"{name}\n{scorers.get(name, 'rougeL')}" if named else name, justify="right")
-    table.add_row("0 (base)", *[fmt(v, 1) for v in metrics.get("base_row") or [None] * len(tasks)])
-    for i, row in enumerate(metrics.get("matrix") or [], 1):
-        table.add_row(f"{i} {tasks[i - 1]}", *[fmt(v, 1) for v in row])
-    return table
+    headers = ["stage", *(f"{name}\n{scorers.get(name, 'rougeL')}" if named else name for name in tasks)]
+    rows = [["0 (base)", *[fmt(v, 1) for v in metrics.get("base_row") or [None] * len(tasks)]]]
+    rows += [[f"{i} {tasks[i - 1]}", *[fmt(v, 1) for v in row]] for i, row in enumerate(metrics.get("matrix") or [], 1)]
+    return terminal_table(headers, rows, f"{title}: row = after stage, column = task")
 
 
 def run_summary_table(metrics: dict) -> Table:
-    table = Table(title="CL metrics", show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for label, key, signed in HEADLINE:
-        table.add_row(label, fmt(metrics.get(key), signed=signed))
-    table.add_row("RG mean ± std", fmt_pm(metrics.get("rg_mean"), metrics.get("rg_std")))
-    return table
+    rows = [(label, fmt(metrics.get(key), signed=signed)) for label, key, signed in HEADLINE]
+    rows.append(("RG mean ± std", fmt_pm(metrics.get("rg_mean"), metrics.get("rg_std"))))
+    return terminal_table(["metric", "value"], rows, "CL metrics")
 
 
 def print_run_summary(metrics: dict, run_dir: str | Path, console: Console | None = None,

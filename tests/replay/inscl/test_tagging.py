@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 
-from citune.config import InsCLConfig
+from citune.replay.inscl.config import InsCLConfig
 from citune.models.llm import LLMClient
 from citune.replay.inscl.tagging import (LLMTagger, TaggerError, candidate_phrases, chat_completions_url,
                                    instruction_tags, keyphrase_tags, merge_tags, normalise_tag, normalise_tags,

@@ -5,7 +5,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from citune.config import KPIGConfig, load_config
+from citune.config import load_config
+from citune.replay.kpig.config import KPIGConfig
 from citune.types import Instance, Stream, Task
 from citune.data.instructions import heuristic_spans, label_sets, span_texts
 from citune.replay.kpig.keyparts import KeyPartExtractor, keyparts_report, parse_json_list

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 
-from citune.config import KPIGConfig
+from citune.replay.kpig.config import KPIGConfig
 from citune.types import Instance
 from citune.types import TrainExample
 from citune.replay.kpig.variants import diversify, filter_variants, make_variants, rephrase, reorder, variant_spans

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
+from citune.replay.inscl.config import InsCLConfig
 from citune.replay.inscl.insinfo import insinfo_scores
 from citune.replay.quota import allocate
 from citune.replay.sampling import insinfo_sample, uniform_sample
@@ -116,6 +117,6 @@ class InsCLBase(ReplayStrategy):
         return summarise(ctx, self.name, records, a.distances if a else None, score_key="insinfo")
 
 
-@register("inscl")
+@register("inscl", config=InsCLConfig)
 class InsCL(InsCLBase):
     """Quotas ∝ W(j, i), InsInfo sampling inside each previous task (§3.2–3.6)."""

@@ -28,7 +28,7 @@ from citune.models.llm import LLMClient, LLMError, NoValidAnswer, chat_completio
 from citune.replay.store import content_key, store
 
 if TYPE_CHECKING:
-    from citune.config import InsCLConfig
+    from citune.replay.inscl.config import InsCLConfig
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 

@@ -30,7 +30,8 @@ from citune.models.llm import LLMClient, NoValidAnswer
 from citune.spans import Span, merge_spans
 
 if TYPE_CHECKING:
-    from citune.config import Config, KPIGConfig
+    from citune.config import Config
+    from citune.replay.kpig.config import KPIGConfig
     from citune.types import Stream, Task
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ import numpy as np
 from citune.types import Instance, Task
 from citune.types import TrainExample
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
+from citune.replay.kpig.config import KPIGConfig
 from citune.replay.kpig.variants import diversify, make_variants, variant_spans
 from citune.replay.kpig.infogain import information_gain
 from citune.data.instructions import span_texts
@@ -38,7 +39,7 @@ from citune.spans import Span, mask
 from citune.replay.quota import allocate
 
 
-@register("kpig")
+@register("kpig", config=KPIGConfig)
 class KPIGReplay(ReplayStrategy):
     needs_model = True
 

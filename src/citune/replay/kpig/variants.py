@@ -28,7 +28,7 @@ from citune.replay.kpig.keyparts import llm_client
 from citune.spans import Span
 
 if TYPE_CHECKING:
-    from citune.config import KPIGConfig
+    from citune.replay.kpig.config import KPIGConfig
 
 FRAMES = (
     "Your task: {}",
