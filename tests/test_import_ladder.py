@@ -10,8 +10,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Floors, lowest first: a module may import its own floor and the floors below.
 FLOORS = [
-    {"citune", "citune.config", "citune.errors", "citune.io", "citune.paths", "citune.progress", "citune.spans",
-     "citune.terminal", "citune.types"},
+    {"citune", "citune.cache", "citune.config", "citune.errors", "citune.io", "citune.paths", "citune.progress", "citune.spans",
+     "citune.seeds", "citune.terminal", "citune.types"},
     {"citune.data"},
     {"citune.models"},
     {"citune.replay", "citune.evaluation"},

@@ -10,7 +10,6 @@ The API key is read from the environment variable the config names and is never 
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from citune.errors import InputError
+from citune.seeds import stable_seed
 
 T = TypeVar("T")
 
@@ -123,7 +123,7 @@ class LLMClient:
             prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
         enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
-        seed = int(hashlib.sha256(f"{prompt}\x1f{attempt}".encode()).hexdigest()[:8], 16)
+        seed = stable_seed(prompt, attempt, bits=32)
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(seed)
             out = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=attempt > 0,

@@ -5,7 +5,6 @@ A new strategy is one module (or package) with a `ReplayStrategy` subclass decor
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from citune.config import Strict, config_file, register_method
+from citune.seeds import seeded_rng
 from citune.types import Instance, Stream, Task
 from citune.errors import InputError
 
@@ -68,8 +68,7 @@ class StageContext:
 
     def rng(self, *keys: Any) -> np.random.Generator:
         """A generator seeded by (seed, stage, keys): the same choices on every run and rank."""
-        text = "|".join(str(k) for k in (self.seed, self.stage, *keys))
-        return np.random.default_rng(int(hashlib.sha256(text.encode()).hexdigest()[:16], 16))
+        return seeded_rng(self.seed, self.stage, *keys)
 
 
 class ReplayStrategy:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
-from citune.replay.embeddings import instruction_embeddings
+from citune.models.embeddings import instruction_embeddings
 from citune.replay.prototype_data import equal_quotas
 from citune.replay.sampling import descending_order, instruction_groups, spread_sample
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from citune.types import Instance
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
-from citune.replay.embeddings import embed_texts
+from citune.models.embeddings import embed_texts
 from citune.replay.quota import allocate
 
 

@@ -3,7 +3,7 @@ instruction embeddings; instances of the prototype instructions (nearest the cen
 from __future__ import annotations
 
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
-from citune.replay.embeddings import instruction_embeddings
+from citune.models.embeddings import instruction_embeddings
 from citune.replay.prototype_data import equal_quotas, prototype_order, seed_of
 from citune.replay.sampling import instruction_groups, spread_sample
 

@@ -7,7 +7,7 @@ import pytest
 from citune.config import load_config
 from citune.types import Instance, Stream, Task, instance_uid
 from citune.replay import StageContext, get_strategy
-from citune.replay.embeddings import embed_texts, sentence_embeddings
+from citune.models.embeddings import embed_texts, sentence_embeddings
 from citune.replay.inscl.strategy import DISTANCES_FILE, quota_weights
 from citune.replay.inscl.insinfo import insinfo_scores
 from citune.replay.planning import plan_stream, render_plan
@@ -174,7 +174,7 @@ def test_plans(cache):
 
 def test_base_mean_embeddings(tiny_cfg, tiny_bundle, tmp_path):
     from citune.paths import cache_root
-    from citune.replay import embeddings
+    from citune.models import embeddings
 
     text = "Add the two numbers."
     got = embed_texts([text, text], tmp_path, "base-mean", tiny_cfg.model, tiny_bundle)

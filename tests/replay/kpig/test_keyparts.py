@@ -5,6 +5,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from citune.cache import store
 from citune.config import load_config
 from citune.replay.kpig.config import KPIGConfig
 from citune.types import Instance, Stream, Task
@@ -93,7 +94,9 @@ def test_cache_is_used(tmp_path):
     first = ex.spans(text, ["x"])
     files = list((tmp_path / "keyparts").glob("*.json"))
     assert len(files) == 1
-    files[0].write_text(json.dumps({"spans": [[0, 6]]}))  # what is cached is what is returned
+    (key,) = json.loads(files[0].read_text())
+    files[0].write_text(json.dumps({key: [[0, 6]]}))  # what is cached is what is returned
+    store.cache_clear()  # as a new process reads it
     assert ex.spans(text, ["x"]) == [(0, 6)]
     assert ex.spans(text, ["y"]) == first  # another label set is another key
 

@@ -89,7 +89,7 @@ def test_llm_rewriter_rejects_and_caches(tmp_path):
         variants, rejected = make_variants(ins, spans, 4, kcfg, tmp_path)
         assert variants == ["Decide and answer with 'yes' or 'no'.", "Think about it, then answer with 'yes' or 'no'."]
         assert rejected == 2  # "add a constraint" and "breadth rewrite" lost the key part
-        assert len(list((tmp_path / "diversity").glob("*.json"))) == 4
+        assert len(list((tmp_path / "variants").glob("*.json"))) == 4
     finally:
         server.shutdown()
     assert make_variants(ins, spans, 4, kcfg, tmp_path) == (variants, 2)  # from the cache, server gone

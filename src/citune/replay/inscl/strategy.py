@@ -16,7 +16,7 @@ from citune.replay.inscl.config import InsCLConfig
 from citune.replay.inscl.insinfo import insinfo_scores
 from citune.replay.quota import allocate
 from citune.replay.sampling import insinfo_sample, uniform_sample
-from citune.replay.store import content_key
+from citune.cache import content_key
 from citune.replay.inscl.tagging import instruction_tags
 from citune.replay.inscl.wasserstein import Support, distance_matrix, task_support, w1, write_distance_matrix
 

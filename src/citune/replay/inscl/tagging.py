@@ -25,7 +25,7 @@ import numpy as np
 
 from citune.errors import InputError
 from citune.models.llm import LLMClient, LLMError, NoValidAnswer, chat_completions_url
-from citune.replay.store import content_key, store
+from citune.cache import content_key, store
 
 if TYPE_CHECKING:
     from citune.replay.inscl.config import InsCLConfig
@@ -172,13 +172,13 @@ def merge_tags(tag_lists: Sequence[Sequence[str]], embed: Embed, eps: float = 0.
 def tagger_identity(cfg: "InsCLConfig") -> tuple[str, str]:
     """(tagger, model) naming what produced a raw tag list — the cache key's first two parts."""
     if cfg.tagger == "keyphrase":
-        from citune.replay.embeddings import SENTENCE_MODEL
+        from citune.models.embeddings import SENTENCE_MODEL
 
         return f"keyphrase:k={cfg.tags_per_instruction}:n={cfg.keyphrase_max_ngram}", SENTENCE_MODEL
     if cfg.endpoint_url:
         return "llm:instag", f"{cfg.endpoint_model}@{chat_completions_url(cfg.endpoint_url)}"
     from citune.config import ModelConfig
-    from citune.replay.embeddings import model_id
+    from citune.models.embeddings import model_id
 
     return "llm:instag", model_id(ModelConfig(name=cfg.tagger_model))
 
@@ -210,7 +210,7 @@ def raw_tags(instructions: Sequence[str], cfg: "InsCLConfig", cache_dir: Path, e
 def instruction_tags(instructions: Sequence[str], cfg: "InsCLConfig", cache_dir: Path,
                      embed: Embed | None = None) -> dict[str, list[str]]:
     """Normalised, merged tags of every instruction of a pool (merging is over this pool)."""
-    from citune.replay.embeddings import sentence_embeddings
+    from citune.models.embeddings import sentence_embeddings
 
     embed = embed or (lambda texts: sentence_embeddings(texts, cache_dir))
     unique = list(dict.fromkeys(instructions))

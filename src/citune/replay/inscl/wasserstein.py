@@ -7,7 +7,6 @@ by weighted k-means (weights = marginal mass) to centroids carrying their cluste
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from citune.replay.embeddings import instruction_embeddings, normalise_rows
+from citune.models.embeddings import instruction_embeddings, normalise_rows
+from citune.seeds import stable_seed
 
 if TYPE_CHECKING:
     from citune.config import Config
@@ -36,11 +36,6 @@ class Support:
 
     def __len__(self) -> int:
         return len(self.mass)
-
-
-def stable_seed(*keys: object) -> int:
-    """A 32-bit seed from keys, independent of the stage (a task compresses the same way everywhere)."""
-    return int(hashlib.sha256("|".join(map(str, keys)).encode()).hexdigest()[:8], 16)
 
 
 def instruction_counts(task: "Task") -> tuple[list[str], np.ndarray]:
@@ -132,7 +127,7 @@ def task_support(cfg: "Config", task: "Task", cache_dir: Path, bundle: "ModelBun
         return Support(np.zeros((0, 0), np.float32), np.zeros(0))
     points = instruction_embeddings(cfg, names, cache_dir, bundle)
     return compress(points, marginal(counts, ins.marginals), ins.max_support,
-                    stable_seed(cfg.seed, "inscl-compress", task.name))
+                    stable_seed(cfg.seed, "inscl-compress", task.name, bits=32))
 
 
 def distance_matrix(supports: Sequence[Support], solver: str = "emd", reg: float = 0.05) -> np.ndarray:

@@ -12,20 +12,19 @@ are separated only by spaces, commas, colons or dashes (never across a sentence 
   substrings; a substring not found verbatim is discarded. After `kpig.retries` invalid answers
   the instruction falls back to the heuristic spans, which is counted and warned about.
 
-Results are cached on disk under `<cache>/keyparts/` by a hash of (extractor, model, text, labels).
+Results are cached in the keyed store `<cache>/keyparts/` (citune.cache) by (extractor, model, text, labels).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from citune.cache import content_key, store
 from citune.errors import InputError
 from citune.data.instructions import HEURISTIC_VERSION, heuristic_spans, join_spans, label_sets, locate
-from citune.io import read_json, write_json
 from citune.models.llm import LLMClient, NoValidAnswer
 from citune.spans import Span, merge_spans
 
@@ -92,24 +91,18 @@ class KeyPartExtractor:
             return HEURISTIC_VERSION
         return f"{k.endpoint_url}|{k.endpoint_model}" if k.endpoint_url else str(k.extractor_model)
 
-    def _path(self, text: str, labels: Sequence[str]) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        key = json.dumps([self.kcfg.extractor, self.model_id, text, sorted(labels)], ensure_ascii=False)
-        return self.cache_dir / "keyparts" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
-
     def spans(self, instruction: str, labels: Sequence[str] | None = None) -> list[Span]:
         labels = list(labels or [])
-        path = self._path(instruction, labels)
-        if path is not None and path.is_file():
-            return [(int(s), int(e)) for s, e in read_json(path)["spans"]]
+        key = content_key(self.kcfg.extractor, self.model_id, instruction, *sorted(labels))
+        cache = store(self.cache_dir / "keyparts", "json") if self.cache_dir is not None else None
+        if cache is not None and (hit := cache.get_many([key])):
+            return [(int(s), int(e)) for s, e in hit[key]]
         if self.kcfg.extractor == "heuristic":
             spans, ok = heuristic_spans(instruction, labels), True
         else:
             spans, ok = self._llm_spans(instruction, labels)
-        if path is not None and ok:
-            write_json(path, {"extractor": self.kcfg.extractor, "model": self.model_id,
-                              "spans": [list(s) for s in spans]})
+        if cache is not None and ok:
+            cache.put_many({key: [list(s) for s in spans]})
         return spans
 
     def _llm_spans(self, instruction: str, labels: Sequence[str]) -> tuple[list[Span], bool]:

@@ -21,7 +21,6 @@ instruction-diversity variants when `kpig.variants` > 0.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from typing import Any
 
@@ -35,6 +34,7 @@ from citune.replay.kpig.variants import diversify, make_variants, variant_spans
 from citune.replay.kpig.infogain import information_gain
 from citune.data.instructions import span_texts
 from citune.replay.kpig.keyparts import KeyPartExtractor
+from citune.seeds import seeded_rng
 from citune.spans import Span, mask
 from citune.replay.quota import allocate
 
@@ -73,8 +73,7 @@ class KPIGReplay(ReplayStrategy):
 
     def order(self, ctx: StageContext, task: Task) -> list[int]:
         """A permutation of the task's training indices that does not depend on the stage."""
-        text = f"{ctx.seed}|kpig-order|{task.name}"
-        rng = np.random.default_rng(int(hashlib.sha256(text.encode()).hexdigest()[:16], 16))
+        rng = seeded_rng(ctx.seed, "kpig-order", task.name)
         return [int(i) for i in rng.permutation(len(task.train))]
 
     def task_ig(self, ctx: StageContext, task: Task, cache: dict[int, float | None]) -> float:

@@ -12,7 +12,6 @@ instruction uniformly from the original and its variants (`diversify`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from citune.cache import content_key, store
 from citune.types import TrainExample
 from citune.data.text import sentence_spans
-from citune.io import read_json, write_json
 from citune.data.instructions import join_spans, locate, span_texts
 from citune.replay.kpig.keyparts import llm_client
 from citune.spans import Span
@@ -164,15 +163,13 @@ def llm_candidates(instruction: str, parts: Sequence[str], k: int, kcfg: "KPIGCo
 
 def _cached_completion(prompt: str, kcfg: "KPIGConfig", cache_dir: Path | None) -> str:
     model = f"{kcfg.endpoint_url}|{kcfg.endpoint_model}" if kcfg.endpoint_url else str(kcfg.extractor_model)
-    path = None
-    if cache_dir is not None:
-        key = hashlib.sha256(json.dumps([model, prompt], ensure_ascii=False).encode()).hexdigest()
-        path = Path(cache_dir) / "diversity" / f"{key}.json"
-        if path.is_file():
-            return read_json(path)["text"]
+    key = content_key(model, prompt)
+    cache = store(Path(cache_dir) / "variants", "json") if cache_dir is not None else None
+    if cache is not None and (hit := cache.get_many([key])):
+        return hit[key]
     text = _clean(llm_client(kcfg, cache_dir).complete(prompt))
-    if path is not None:
-        write_json(path, {"model": model, "text": text})
+    if cache is not None:
+        cache.put_many({key: text})
     return text
 
 

@@ -1,4 +1,4 @@
-"""Content-addressed on-disk caches (embeddings, tags) shared by the replay strategies.
+"""The one keyed on-disk cache (embeddings, instruction tags, key parts, instruction variants).
 
 A store is a directory of batch files; each write adds one batch file (atomically), each
 entry is keyed by the sha256 of its content parts. Batch names are derived from their keys,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from citune.replay.store import content_key, store
+from citune.cache import content_key, store
 
 if TYPE_CHECKING:
     from citune.config import Config, ModelConfig
