@@ -29,10 +29,37 @@ Decisions (documented in docs, tested in tests/evaluation/test_metrics.py)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 Score = Optional[float]
 Row = Sequence[Score]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A headline metric of metrics.json as every table names it (console, run report, comparison)."""
+
+    key: str
+    label: str
+    definition: str
+    higher_is_better: bool = True
+    signed: bool = False  # printed with its sign (a change or a transfer)
+
+
+# The headline metrics, in the order every table shows them.
+HEADLINE = (
+    Metric("ap", "final AP", "mean over tasks after the last stage"),
+    Metric("bwt", "BWT", "backward transfer (negative = forgetting)", signed=True),
+    Metric("fwt", "FWT", "forward transfer to not-yet-trained tasks", signed=True),
+    Metric("forgetting", "forgetting", "mean drop from the best earlier score", higher_is_better=False),
+    Metric("relative_gain", "final RG", "Relative Gain RG_K (% of UB)"),
+    Metric("rg_mean", "RG mean", "mean RG over stages 2..K (± population std within a run)"),
+    Metric("p_score", "P-score", "mean held-out score after the last stage"),
+    Metric("p_score_change", "P-score change", "P-score vs the base model", signed=True),
+    Metric("v_score", "V-score", "% of checkable outputs meeting their constraints"),
+)
+METRIC = {m.key: m for m in HEADLINE}
 
 
 def primary_score(summary: dict) -> Score:

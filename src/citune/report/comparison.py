@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from citune.errors import InputError
+from citune.evaluation.metrics import HEADLINE, METRIC
 from citune.evaluation.uncertainty import LEVEL, METHOD, bootstrap_intervals
 from citune.io import atomic_write_text, read_json, write_json
 from citune.report import plots
@@ -23,17 +24,6 @@ from citune.report.run_report import DEFINITIONS, _last_row, at
 PLOTS = ("relative_gain.png", "ap_by_stage.png", "final_scores.png", "p_score.png")
 
 # (key in metrics.json, column title, signed)
-METRICS = [
-    ("ap", "final AP", False),
-    ("bwt", "BWT", True),
-    ("fwt", "FWT", True),
-    ("forgetting", "forgetting", False),
-    ("relative_gain", "final RG", False),
-    ("rg_mean", "RG mean", False),
-    ("p_score", "P-score", False),
-    ("p_score_change", "P change", True),
-    ("v_score", "V-score", False),
-]
 RESAMPLES, BOOTSTRAP_SEED = 1000, 0
 
 
@@ -51,7 +41,7 @@ def run_row(run: RunData) -> dict:
     row = {"run": run.name, "path": str(run.path), "strategy": run.strategy, "seed": run.seed,
            "complete": run.complete, "stages_done": run.n_done, "stages": len(run.tasks),
            "train_tokens": run.train_tokens, "wall_seconds": run.wall_seconds}
-    row.update({key: run.metrics.get(key) for key, _, _ in METRICS})
+    row.update({key: run.metrics.get(key) for key in METRIC})
     return row
 
 
@@ -82,14 +72,14 @@ def _strategy_row(strategy: str, runs: list[RunData], intervals: dict) -> dict:
            "complete": sum(r.complete for r in runs),
            "train_tokens": tokens["mean"], "wall_seconds": wall["mean"]}
     row.update({key: summarize([r.metrics.get(key) for r in runs]) | {"ci": intervals[key]["ci"]}
-                for key, _, _ in METRICS})
+                for key in METRIC})
     return row
 
 
 def _vs_baseline(row: dict, base: dict, intervals: dict) -> dict:
     """Per metric: the difference of the means over seeds, its paired interval, whether it excludes 0."""
     out = {}
-    for key, _, _ in METRICS:
+    for key in METRIC:
         a, b, ci = row[key]["mean"], base[key]["mean"], intervals[key]["diff_ci"]
         out[key] = {"diff": None if a is None or b is None else a - b, "ci": ci,
                     "excludes_zero": None if ci is None else bool(ci[0] > 0 or ci[1] < 0)}
@@ -110,7 +100,7 @@ def _table(runs: Sequence[RunData], baseline: str | None = None, resamples: int 
     baseline = _baseline(list(groups), baseline)
     try:
         intervals = bootstrap_intervals({s: {r.seed: instance_scores(r) for r in rs} for s, rs in groups.items()},
-                                        [key for key, _, _ in METRICS], baseline, resamples, seed)
+                                        list(METRIC), baseline, resamples, seed)
     except ValueError as e:  # runs of one seed that do not share their test instances
         raise InputError(str(e)) from e
     rows = [_strategy_row(s, rs, intervals[s]) for s, rs in groups.items()]
@@ -170,7 +160,7 @@ def strategy_columns(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     headers = ["", *(r["strategy"] for r in rows)]
     lines = [["runs", *(_runs_cell(r) for r in rows)]]
     baseline = baseline_of(rows)
-    for key, title, signed in METRICS:
+    for key, title, signed in ((m.key, m.label, m.signed) for m in HEADLINE):
         lines.append([title, *(cell(r[key], signed, len(r["runs"])) for r in rows)])
         if baseline:
             lines.append([f"  Δ vs {baseline}", *(diff_cell(r["vs_baseline"] and r["vs_baseline"][key])
@@ -190,7 +180,7 @@ def _link(parent: Path, run: RunData) -> Any:
 
 def _run_cells(parent: Path, run: RunData) -> list:
     r = run_row(run)
-    signed = {key: s for key, _, s in METRICS}
+    signed = {m.key: m.signed for m in HEADLINE}
     return [_link(parent, run), "?" if r["seed"] is None else str(r["seed"]), f"{r['stages_done']}/{r['stages']}",
             *(fmt(r[key], signed=signed[key]) for key in RUN_METRICS), fmt(r["train_tokens"]),
             fmt_seconds(r["wall_seconds"])]
@@ -238,7 +228,7 @@ def tables_document(parent: Path, runs: Sequence[RunData], title: str, data: dic
     doc.heading("By strategy")
     doc.table(*strategy_columns(data["strategies"]), numeric_from=1)
     doc.heading("Runs")
-    titles = {key: title for key, title, _ in METRICS}
+    titles = {m.key: m.label for m in HEADLINE}
     doc.table(["run", "seed", "stages", *(titles[k] for k in RUN_METRICS), "train tokens", "wall time"],
               [_run_cells(parent, r) for r in runs], numeric_from=1)
     tasks = {tuple(r.tasks) for r in runs if r.tasks}

@@ -7,19 +7,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from citune.report.doc import fmt, fmt_pm
+from citune.report.doc import fmt, headline_rows
 from citune.terminal import terminal_table
 
-HEADLINE = [
-    ("final AP", "ap", False),
-    ("BWT", "bwt", True),
-    ("FWT", "fwt", True),
-    ("forgetting", "forgetting", False),
-    ("final RG", "relative_gain", False),
-    ("P-score", "p_score", False),
-    ("P-score change", "p_score_change", True),
-    ("V-score", "v_score", False),
-]
 
 
 def matrix_table(metrics: dict) -> Table:
@@ -35,9 +25,8 @@ def matrix_table(metrics: dict) -> Table:
 
 
 def run_summary_table(metrics: dict) -> Table:
-    rows = [(label, fmt(metrics.get(key), signed=signed)) for label, key, signed in HEADLINE]
-    rows.append(("RG mean ± std", fmt_pm(metrics.get("rg_mean"), metrics.get("rg_std"))))
-    return terminal_table(["metric", "value"], rows, "CL metrics")
+    return terminal_table(["metric", "value"], [(label, value) for label, value, _ in headline_rows(metrics)],
+                          "CL metrics")
 
 
 def print_run_summary(metrics: dict, run_dir: str | Path, console: Console | None = None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from citune.evaluation.metrics import HEADLINE
 from citune.io import atomic_write_bytes, atomic_write_text
 
 MISSING = "n/a"
@@ -35,6 +36,18 @@ def fmt_pm(mean: Any, std: Any, digits: int = 2, signed: bool = False) -> str:
     if mean is None:
         return MISSING
     return fmt(mean, digits, signed) + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def headline_rows(metrics: dict) -> list[tuple[str, str, str]]:
+    """(label, value, definition) of each headline metric of a run's metrics.json, in catalogue order;
+    RG mean with its within-run std."""
+    rows = []
+    for m in HEADLINE:
+        if m.key == "rg_mean":
+            rows.append(("RG mean ± std", fmt_pm(metrics.get("rg_mean"), metrics.get("rg_std")), m.definition))
+        else:
+            rows.append((m.label, fmt(metrics.get(m.key), signed=m.signed), m.definition))
+    return rows
 
 
 def fmt_seconds(s: Any) -> str:

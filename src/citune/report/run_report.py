@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from citune.report import plots
-from citune.report.doc import Doc, fmt, fmt_pm, fmt_seconds, save
+from citune.report.doc import Doc, fmt, headline_rows, fmt_seconds, save
 from citune.report.rundata import RunData, final_stage, load_run
 
 PLOTS = ("score_matrix.png", "relative_gain.png", "final_scores.png", "replay_composition.png",
@@ -91,20 +91,8 @@ def facts_section(doc: Doc, run: RunData) -> None:
 
 
 def headline_section(doc: Doc, run: RunData) -> None:
-    m = run.metrics
-    rows = [
-        ("final AP", fmt(m.get("ap")), "mean over tasks after the last stage"),
-        ("BWT", fmt(m.get("bwt"), signed=True), "backward transfer (negative = forgetting)"),
-        ("FWT", fmt(m.get("fwt"), signed=True), "forward transfer to not-yet-trained tasks"),
-        ("forgetting", fmt(m.get("forgetting")), "mean drop from the best earlier score"),
-        ("final RG", fmt(m.get("relative_gain")), "Relative Gain RG_K (% of UB)"),
-        ("RG mean ± std", fmt_pm(m.get("rg_mean"), m.get("rg_std")), "over stages 2..K, population std"),
-        ("P-score", fmt(m.get("p_score")), "mean held-out score after the last stage"),
-        ("P-score change", fmt(m.get("p_score_change"), signed=True), "vs the base model"),
-        ("V-score", fmt(m.get("v_score")), "% of checkable outputs meeting their constraints"),
-    ]
     doc.heading("Headline metrics")
-    doc.table(["metric", "value", "meaning"], rows, numeric_from=1, numeric_to=2)
+    doc.table(["metric", "value", "meaning"], headline_rows(run.metrics), numeric_from=1, numeric_to=2)
 
 
 def _stage_entry(run: RunData, t: int) -> dict:
