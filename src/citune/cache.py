@@ -3,7 +3,8 @@
 A store is a directory of batch files; each write adds one batch file (atomically), each
 entry is keyed by the sha256 of its content parts. Batch names are derived from their keys,
 so several ranks writing the same batch write the same file. A process keeps what it has
-read in memory and re-scans the directory only on a miss.
+read in memory and re-scans the directory only on a miss, and only when the directory changed since
+its last scan (its mtime), so that a run of misses costs one `stat` each, not a listing.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class KeyedStore:
         self.root, self.kind = Path(root), kind
         self.entries: dict[str, Any] = {}
         self._seen: set[str] = set()
+        self._scanned: int | None = None  # the directory's mtime_ns at the last scan
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         keys = list(keys)
@@ -43,6 +45,7 @@ class KeyedStore:
     def put_many(self, items: Mapping[str, Any]) -> None:
         if not items:
             return
+        fresh = self._scanned is not None and self._mtime() == self._scanned
         keys = sorted(items)
         path = self.root / f"{content_key(*keys)[:32]}.{self.kind}"
         if self.kind == "npz":
@@ -53,10 +56,20 @@ class KeyedStore:
             atomic_write_text(path, json.dumps({k: items[k] for k in keys}, ensure_ascii=False))
         self.entries.update(items)
         self._seen.add(path.name)
+        if fresh:  # only this write changed the directory (or another writer's batch is recomputed once)
+            self._scanned = self._mtime()
+
+    def _mtime(self) -> int | None:
+        try:
+            return self.root.stat().st_mtime_ns
+        except OSError:
+            return None
 
     def _refresh(self) -> None:
-        if not self.root.is_dir():
+        mtime = self._mtime()
+        if mtime is None or mtime == self._scanned:
             return
+        self._scanned = mtime
         for path in sorted(self.root.glob(f"*.{self.kind}")):
             if path.name in self._seen:
                 continue

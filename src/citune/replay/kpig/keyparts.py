@@ -92,18 +92,28 @@ class KeyPartExtractor:
         return f"{k.endpoint_url}|{k.endpoint_model}" if k.endpoint_url else str(k.extractor_model)
 
     def spans(self, instruction: str, labels: Sequence[str] | None = None) -> list[Span]:
-        labels = list(labels or [])
-        key = content_key(self.kcfg.extractor, self.model_id, instruction, *sorted(labels))
+        return self.spans_many([(instruction, list(labels or []))])[0]
+
+    def spans_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[Span]]:
+        """Spans of each (instruction, closed labels), looked up in and added to the cache in one batch."""
+        keys = [content_key(self.kcfg.extractor, self.model_id, ins, *sorted(labels)) for ins, labels in items]
         cache = store(self.cache_dir / "keyparts", "json") if self.cache_dir is not None else None
-        if cache is not None and (hit := cache.get_many([key])):
-            return [(int(s), int(e)) for s, e in hit[key]]
-        if self.kcfg.extractor == "heuristic":
-            spans, ok = heuristic_spans(instruction, labels), True
-        else:
-            spans, ok = self._llm_spans(instruction, labels)
-        if cache is not None and ok:
-            cache.put_many({key: [list(s) for s in spans]})
-        return spans
+        found = cache.get_many(keys) if cache is not None else {}
+        out, new = [], {}
+        for key, (instruction, labels) in zip(keys, items):
+            if key in found:
+                out.append([(int(s), int(e)) for s, e in found[key]])
+                continue
+            if self.kcfg.extractor == "heuristic":
+                spans, ok = heuristic_spans(instruction, list(labels)), True
+            else:
+                spans, ok = self._llm_spans(instruction, list(labels))
+            if ok:
+                new[key] = [list(s) for s in spans]
+            out.append(spans)
+        if cache is not None:
+            cache.put_many(new)
+        return out
 
     def _llm_spans(self, instruction: str, labels: Sequence[str]) -> tuple[list[Span], bool]:
         hint = f"The task's answers are always one of: {', '.join(labels)}.\n" if labels else ""
@@ -130,8 +140,8 @@ class KeyPartExtractor:
     def task_spans(self, task: "Task") -> dict[str, list[Span]]:
         """Spans of every instruction of `task` (training and test splits), with its closed labels."""
         labels = label_sets(task)
-        instructions = dict.fromkeys(x.instruction for x in task.train + task.test)
-        return {ins: self.spans(ins, labels.get(ins) or []) for ins in instructions}
+        instructions = list(dict.fromkeys(x.instruction for x in task.train + task.test))
+        return dict(zip(instructions, self.spans_many([(ins, labels.get(ins) or []) for ins in instructions])))
 
 
 # ---------------------------------------------------------------- `citune keyparts`
