@@ -33,3 +33,21 @@ def tiny_bundle(tiny_cfg):
     from citune.paths import cache_root
 
     return load_model(tiny_cfg.model, cache_root())
+
+
+@pytest.fixture
+def llm_server(monkeypatch):
+    """`llm_server(replies=..., answer=...)` starts a fake OpenAI-compatible endpoint (tests/fake_llm.py)."""
+    from fake_llm import PROXY_VARS, FakeOpenAI
+
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    made = []
+
+    def make(replies=(), answer=None):
+        made.append(FakeOpenAI(replies, answer))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()

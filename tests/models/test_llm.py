@@ -1,8 +1,6 @@
 """The one LLM client: URL forms, retries (transient failures pause, invalid answers retry, client
 errors are final), the key never in an error, and KPIG and InsCL asking through it alike."""
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -11,37 +9,9 @@ from citune.replay.kpig.config import KPIGConfig
 from citune.models.llm import LLMClient, LLMError, NoValidAnswer, chat_completions_url
 
 
-class Replies(BaseHTTPRequestHandler):
-    """Answers each POST with the next reply: an int is an HTTP status, a string a completion."""
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.seen.append((self.path, self.headers.get("Authorization"), body))
-        reply = self.server.replies.pop(0) if self.server.replies else "[]"
-        if isinstance(reply, int):
-            self.send_error(reply)
-            return
-        data = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def server(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    srv = HTTPServer(("127.0.0.1", 0), Replies)
-    srv.seen, srv.replies = [], []
-    srv.url = f"http://127.0.0.1:{srv.server_port}"
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def server(llm_server):
+    return llm_server()
 
 
 def json_list(answer: str) -> list:
@@ -62,17 +32,17 @@ def test_a_server_error_pauses_and_retries_then_an_invalid_answer_retries(server
     server.replies = [503, "not json", '["a"]']
     client = LLMClient(endpoint_url=server.url, endpoint_model="m", api_key_env="T_KEY", backoff=0)
     assert client.ask("q", json_list, retries=2) == ["a"]
-    temperatures = [body["temperature"] for _, _, body in server.seen]
+    temperatures = [r["body"]["temperature"] for r in server.requests]
     assert temperatures == [0.0, 0.7, 0.7]  # a retry samples, so that it can answer differently
-    assert {auth for _, auth, _ in server.seen} == {"Bearer sk-secret-9"}
-    assert server.seen[0][0] == "/v1/chat/completions" and server.seen[0][2]["max_tokens"] == 256
+    assert {r["auth"] for r in server.requests} == {"Bearer sk-secret-9"}
+    assert server.requests[0]["path"] == "/v1/chat/completions" and server.requests[0]["body"]["max_tokens"] == 256
 
 
 def test_invalid_answers_only_raise_no_valid_answer(server):
     server.replies = ["x", "y"]
     with pytest.raises(NoValidAnswer) as err:
         LLMClient(endpoint_url=server.url, backoff=0).ask("q", json_list, retries=1)
-    assert err.value.attempts == 2 and len(server.seen) == 2
+    assert err.value.attempts == 2 and len(server.requests) == 2
 
 
 def test_a_client_error_is_final_and_the_key_is_never_said(server, monkeypatch):
@@ -80,7 +50,7 @@ def test_a_client_error_is_final_and_the_key_is_never_said(server, monkeypatch):
     server.replies = [401]
     with pytest.raises(LLMError, match="HTTP 401") as err:
         LLMClient(endpoint_url=server.url, api_key_env="T_KEY", backoff=0).ask("q", json_list, retries=3)
-    assert len(server.seen) == 1 and "sk-secret" not in str(err.value)
+    assert len(server.requests) == 1 and "sk-secret" not in str(err.value)
 
 
 def test_an_endpoint_that_never_answers_is_an_error_naming_it():

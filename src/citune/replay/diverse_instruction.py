@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
+from citune.replay.base import ReplayRecord, StageContext, register
 from citune.models.embeddings import instruction_embeddings
-from citune.replay.prototype_data import equal_quotas
+from citune.replay.per_task import EqualQuotaReplay
 from citune.replay.sampling import descending_order, instruction_groups, spread_sample
+from citune.types import Task
 
 
 def dissimilarity(points: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -18,25 +19,19 @@ def dissimilarity(points: np.ndarray, current: np.ndarray) -> np.ndarray:
 
 
 @register("diverse-instruction")
-class DiverseInstruction(ReplayStrategy):
-    def select(self, ctx: StageContext) -> list[ReplayRecord]:
+class DiverseInstruction(EqualQuotaReplay):
+    plan_score = {"score_key": "dissimilarity"}
+
+    def shared(self, ctx: StageContext) -> np.ndarray:
+        """The current task's instruction embeddings."""
         current = ctx.current.instructions()
-        cur = instruction_embeddings(self.cfg, current, ctx.cache_dir, ctx.model) if current else np.zeros((0, 0))
-        records = []
-        for task, quota in zip(ctx.previous, equal_quotas(ctx)):
-            if quota == 0:
-                continue
-            names, groups = instruction_groups(task)
-            dis = dissimilarity(instruction_embeddings(self.cfg, names, ctx.cache_dir, ctx.model), cur)
-            rng = ctx.rng(self.name, task.name)
-            picks = spread_sample(groups, descending_order(dis, rng), quota, rng)
-            score = dict(zip(names, dis.tolist()))
-            records += [ReplayRecord(task.train[i], {"quota": quota,
-                                                     "dissimilarity": round(score[task.train[i].instruction], 6)})
-                        for i in picks]
-        return records
+        return instruction_embeddings(self.cfg, current, ctx.cache_dir, ctx.model) if current else np.zeros((0, 0))
 
-    def plan(self, ctx: StageContext):
-        from citune.replay.planning import summarise
-
-        return summarise(ctx, self.name, self.select(ctx), score_key="dissimilarity")
+    def pick(self, ctx: StageContext, task: Task, quota: int, shared: np.ndarray) -> list[ReplayRecord]:
+        names, groups = instruction_groups(task)
+        dis = dissimilarity(instruction_embeddings(self.cfg, names, ctx.cache_dir, ctx.model), shared)
+        rng = ctx.rng(self.name, task.name)
+        picks = spread_sample(groups, descending_order(dis, rng), quota, rng)
+        score = dict(zip(names, dis.tolist()))
+        return [ReplayRecord(task.train[i], {"quota": quota, "dissimilarity": round(score[task.train[i].instruction], 6)})
+                for i in picks]

@@ -6,16 +6,10 @@ import warnings
 
 import numpy as np
 
-from citune.types import Instance
-from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
+from citune.types import Instance, Task
+from citune.replay.base import ReplayRecord, StageContext, register
 from citune.models.embeddings import embed_texts
-from citune.replay.quota import allocate
-
-
-def equal_quotas(ctx: StageContext) -> list[int]:
-    """b per previous task — the random baseline's split — capped by what each task stores."""
-    prev = ctx.previous
-    return allocate(ctx.budget, [1.0] * len(prev), [len(t.train) for t in prev])
+from citune.replay.per_task import EqualQuotaReplay
 
 
 def prompt_text(x: Instance) -> str:
@@ -48,21 +42,10 @@ def seed_of(ctx: StageContext, *keys: object) -> int:
 
 
 @register("prototype-data")
-class PrototypeData(ReplayStrategy):
-    def select(self, ctx: StageContext) -> list[ReplayRecord]:
+class PrototypeData(EqualQuotaReplay):
+    def pick(self, ctx: StageContext, task: Task, quota: int, shared=None) -> list[ReplayRecord]:
         ins = self.cfg.replay.inscl
-        records = []
-        for task, quota in zip(ctx.previous, equal_quotas(ctx)):
-            if quota == 0:
-                continue
-            points = embed_texts([prompt_text(x) for x in task.train], ctx.cache_dir, ins.encoder, self.cfg.model,
-                                 ctx.model)
-            order = prototype_order(points, ins.prototype_clusters or quota, seed_of(ctx, self.name, task.name))
-            records += [ReplayRecord(task.train[i], {"quota": quota, "prototype_rank": r})
-                        for r, i in enumerate(order[:quota])]
-        return records
-
-    def plan(self, ctx: StageContext):
-        from citune.replay.planning import summarise
-
-        return summarise(ctx, self.name, self.select(ctx))
+        points = embed_texts([prompt_text(x) for x in task.train], ctx.cache_dir, ins.encoder, self.cfg.model,
+                             ctx.model)
+        order = prototype_order(points, ins.prototype_clusters or quota, seed_of(ctx, self.name, task.name))
+        return [ReplayRecord(task.train[i], {"quota": quota, "prototype_rank": r}) for r, i in enumerate(order[:quota])]

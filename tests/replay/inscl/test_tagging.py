@@ -1,7 +1,4 @@
 """Tagging (METHODS §3.4): normalisation, keyphrases, DBSCAN merging, the llm tagger against a local server."""
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
@@ -73,54 +70,9 @@ def test_endpoint_url_forms():
     assert chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
 
 
-class FakeOpenAI:
-    """A local OpenAI-compatible server answering from a script of replies (the last one repeats)."""
-
-    def __init__(self, replies):
-        self.replies, self.requests = list(replies), []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                reply = outer.replies[min(len(outer.requests), len(outer.replies)) - 1]
-                if isinstance(reply, int):
-                    self.send_response(reply)
-                    self.end_headers()
-                    return
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def server_factory(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    made = []
-
-    def make(replies):
-        made.append(FakeOpenAI(replies))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.close()
+def server_factory(llm_server):
+    return llm_server
 
 
 VALID = '[{"tag": "Sentiment Analysis", "explanation": "polarity"}, {"tag": "Tweets", "explanation": "source"}]'

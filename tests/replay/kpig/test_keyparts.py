@@ -1,7 +1,5 @@
 """Key-part extraction (heuristic on real SuperNI definitions, llm through a local endpoint), masking, cache."""
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -101,48 +99,22 @@ def test_cache_is_used(tmp_path):
     assert ex.spans(text, ["y"]) == first  # another label set is another key
 
 
-class FakeLLM(BaseHTTPRequestHandler):
-    answers: list = []
-    seen: list = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeLLM.seen.append((self.path, self.headers.get("Authorization"), body))
-        content = FakeLLM.answers.pop(0)
-        data = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture()
-def endpoint():
-    server = HTTPServer(("127.0.0.1", 0), FakeLLM)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakeLLM.seen.clear()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-
-
-def test_llm_extractor_through_an_endpoint(endpoint, tmp_path, monkeypatch, caplog):
+def test_llm_extractor_through_an_endpoint(llm_server, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("MY_KEY", "sekret-123")
-    kcfg = KPIGConfig(extractor="llm", endpoint_url=endpoint, endpoint_model="m", api_key_env="MY_KEY", retries=1)
+    srv = llm_server(['Sure! ```json\n["Answer with positive or negative", "not in the text"]\n```'])
+    kcfg = KPIGConfig(extractor="llm", endpoint_url=srv.url + "/v1", endpoint_model="m", api_key_env="MY_KEY",
+                      retries=1)
     text = "Classify the tweet. Answer with positive or negative."
-    FakeLLM.answers = ['Sure! ```json\n["Answer with positive or negative", "not in the text"]\n```']
     ex = KeyPartExtractor(kcfg, tmp_path)
     assert span_texts(text, ex.spans(text)) == ["Answer with positive or negative"]
     assert ex.stats["discarded"] == 1
-    path, auth, body = FakeLLM.seen[0]
-    assert path == "/v1/chat/completions" and auth == "Bearer sekret-123" and body["model"] == "m"
+    first = srv.requests[0]
+    assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer sekret-123"
+    assert first["body"]["model"] == "m"
     assert ex.spans(text) == [(20, 52)]  # cached: no second request
-    assert len(FakeLLM.seen) == 1
+    assert len(srv.requests) == 1
     # Invalid JSON twice (retries=1): the heuristic spans are used, counted, and not cached.
-    FakeLLM.answers = ["no json here", '{"a": 1}']
+    srv.replies = ["no json here", '{"a": 1}']
     other = "Return only the first word."
     assert ex.spans(other) == heuristic_spans(other)
     assert ex.stats["fallbacks"] == 1

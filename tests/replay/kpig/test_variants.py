@@ -1,7 +1,4 @@
 """Instruction diversity: variants keep key parts verbatim, losers are rejected and counted, deterministic."""
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
@@ -64,26 +61,16 @@ def test_diversify_is_deterministic_and_draws_from_the_variants():
     assert all(e.instance in (a, b) for e in one)  # instances are not modified
 
 
-class Rewriter(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][0]["content"]
-        text = "Instruction: Think about it, then answer with 'yes' or 'no'." if "reason" in prompt else \
-            "Decide and answer with 'yes' or 'no'." if "concrete" in prompt else "Say yes or no."
-        data = json.dumps({"choices": [{"message": {"content": text}}]}).encode()
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def rewrite(body: dict) -> str:
+    prompt = body["messages"][0]["content"]
+    return ("Instruction: Think about it, then answer with 'yes' or 'no'." if "reason" in prompt else
+            "Decide and answer with 'yes' or 'no'." if "concrete" in prompt else "Say yes or no.")
 
 
-def test_llm_rewriter_rejects_and_caches(tmp_path):
-    server = HTTPServer(("127.0.0.1", 0), Rewriter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_llm_rewriter_rejects_and_caches(tmp_path, llm_server):
+    server = llm_server(answer=rewrite)
     try:
-        kcfg = KPIGConfig(rewriter="llm", endpoint_url=f"http://127.0.0.1:{server.server_port}", variants=4)
+        kcfg = KPIGConfig(rewriter="llm", endpoint_url=server.url, variants=4)
         ins = "You get a claim. Then answer with 'yes' or 'no'."
         spans = [(ins.index("answer"), len(ins) - 1)]
         variants, rejected = make_variants(ins, spans, 4, kcfg, tmp_path)
@@ -91,5 +78,5 @@ def test_llm_rewriter_rejects_and_caches(tmp_path):
         assert rejected == 2  # "add a constraint" and "breadth rewrite" lost the key part
         assert len(list((tmp_path / "variants").glob("*.json"))) == 4
     finally:
-        server.shutdown()
+        server.close()
     assert make_variants(ins, spans, 4, kcfg, tmp_path) == (variants, 2)  # from the cache, server gone
