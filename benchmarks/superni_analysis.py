@@ -25,8 +25,7 @@ from collections import Counter
 import sys
 from pathlib import Path
 
-from citune.compare import run_dir_for
-from citune.report.rundata import parse_run_dir_name
+from citune.runs.rundir import parse_run_dir_name, run_dir_for
 from citune.runs.archive import open_runs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -198,7 +198,7 @@ def store_run(run: Path, dest: Path) -> Path | None:
 
 def stored_run(dest: Path, strategy: str, seed: int) -> Path:
     """The stored run of (strategy, seed) under dest: its archive, else a run directory (older layout)."""
-    from citune.compare import run_dir_for
+    from citune.runs.rundir import run_dir_for
     from citune.runs.archive import archive_path_for
 
     stored = run_dir_for(dest, strategy, seed)
@@ -208,7 +208,7 @@ def stored_run(dest: Path, strategy: str, seed: int) -> Path:
 
 def stored_finished(dest: Path, config: Path, overrides: list[str], strategy: str, seed: int) -> bool:
     """The run is stored under dest, finished, with this config: an earlier session made it."""
-    from citune.compare import is_finished
+    from citune.runs.matrix import is_finished
     from citune.config import load_config
     from citune.runs.archive import open_run
 
@@ -224,7 +224,7 @@ def stored_runs(dest: Path, strategies: list[str]) -> list[Path]:
     """Every run stored under dest (archives, and run directories of the older layout), by the order's
     strategy list and then seed: the comparison covers the runs of earlier sessions too, whose big run
     directories may be gone."""
-    from citune.report.rundata import parse_run_dir_name
+    from citune.runs.rundir import parse_run_dir_name
     from citune.runs.archive import find_runs, run_name
 
     def key(d: Path):
@@ -300,7 +300,8 @@ def benchmark(argv: list[str] | None = None) -> int:
         os.environ["CITUNE_QUIET"] = "1"
     from rich.console import Console
 
-    from citune.compare import print_comparison, run_compare, run_dir_for
+    from citune.compare import print_comparison, run_compare
+    from citune.runs.rundir import run_dir_for
     from citune.report import build_comparison_report
 
     root = find_superni(args.superni_root)

@@ -211,7 +211,7 @@ def test_compare_reports_paired_intervals(compared, tmp_path):
     from citune.evaluation.metrics import primary_score
     from citune.evaluation.uncertainty import resampled_metrics
     from citune.report import build_comparison_report
-    from citune.report.rundata import instance_scores, load_run
+    from citune.runs.rundata import instance_scores, load_run
 
     parent, proc = compared
     keys = ["ap", "bwt", "fwt", "forgetting", "relative_gain", "rg_mean", "p_score", "p_score_change", "v_score"]

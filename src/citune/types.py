@@ -95,6 +95,14 @@ class TrainExample:
         return self.instruction if self.instruction is not None else self.instance.instruction
 
 
+class Artifacts(Protocol):
+    """Where a strategy keeps a run-level file of its own (a run directory; runs/rundir.py)."""
+
+    def has_artifact(self, name: str) -> bool: ...
+
+    def write_artifact(self, name: str, data: dict) -> None: ...
+
+
 class Objective(Protocol):
     def encode(self, example: TrainExample, max_len: int) -> dict[str, list[int]]:
         """Extra per-example sequences (e.g. `masked_input_ids`, `masked_labels`)."""

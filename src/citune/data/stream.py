@@ -395,7 +395,7 @@ def _str_lists(obj: object, key: str, file: str) -> dict[str, list[str]]:
 def _superni(cfg: "Config") -> Stream:
     from citune.config import resolve_path
 
-    d, sc = cfg.data, cfg.data.superni
+    sc = cfg.data.superni
     root = resolve_path(cfg, sc.root)
     file = root / sc.stream
     if not file.is_file():

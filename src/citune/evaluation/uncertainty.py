@@ -1,6 +1,6 @@
 """95 % intervals for comparisons: a paired bootstrap over test instances and seeds (METHODS.md §2.2).
 
-Pure statistics on per-instance score arrays; `citune.report.rundata.instance_scores` reads them
+Pure statistics on per-instance score arrays; `citune.runs.rundata.instance_scores` reads them
 from a run directory. Per resample: draw the seeds with replacement (when there are several), then
 for each drawn seed and each task (stream and held-out) the indices of its test instances with
 replacement, the same indices for every strategy and every stage; recompute each run's metrics from

@@ -13,12 +13,12 @@ import numpy as np
 
 from citune.config import Strict, config_file, register_method
 from citune.seeds import seeded_rng
-from citune.types import Instance, Stream, Task
+from citune.types import Instance, Stream, Task, TrainExample
 from citune.errors import InputError
 
 if TYPE_CHECKING:
     from citune.config import Config
-    from citune.types import Objective
+    from citune.types import Artifacts, Objective
     from citune.models.loading import ModelBundle
 
 
@@ -43,7 +43,7 @@ class StageContext:
     cache_dir: Path
     model: "ModelBundle | None" = None  # the model after the previous stage; None when planning
     state: dict[str, Any] = field(default_factory=dict)  # strategy state kept across stages (JSON)
-    run_dir: Path | None = None
+    artifacts: "Artifacts | None" = None  # the run's store for a strategy's own files; None: keep nothing
 
     @property
     def seed(self) -> int:
@@ -81,9 +81,10 @@ class ReplayStrategy:
     def select(self, ctx: StageContext) -> list[ReplayRecord]:
         raise NotImplementedError
 
-    def training_data(self, ctx: StageContext, replay: list[ReplayRecord]) -> list[Instance]:
-        """The stage's training set: D_t plus the replayed instances."""
-        return list(ctx.current.train) + [r.instance for r in replay]
+    def training_data(self, ctx: StageContext, replay: list[ReplayRecord]) -> list[TrainExample]:
+        """The stage's training examples: D_t, then the replayed instances (flagged as replay)."""
+        return ([TrainExample(x) for x in ctx.current.train]
+                + [TrainExample(r.instance, is_replay=True) for r in replay])
 
     def plan(self, ctx: StageContext) -> dict[str, Any]:
         """A dry-run summary of stage `ctx.stage` for `citune plan` (model-free strategies only)."""

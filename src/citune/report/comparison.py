@@ -18,7 +18,7 @@ from citune.evaluation.uncertainty import LEVEL, METHOD, bootstrap_intervals
 from citune.io import atomic_write_text, read_json, write_json
 from citune.report import plots
 from citune.report.doc import Doc, Link, fmt, fmt_seconds, save
-from citune.report.rundata import RunData, instance_scores, load_run
+from citune.runs.rundata import RunData, instance_scores, load_run
 from citune.report.run_report import DEFINITIONS, _last_row, at
 
 PLOTS = ("relative_gain.png", "ap_by_stage.png", "final_scores.png", "p_score.png")

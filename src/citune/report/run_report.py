@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from citune.report import plots
 from citune.report.doc import Doc, fmt, headline_rows, fmt_seconds, save
-from citune.report.rundata import RunData, final_stage, load_run
+from citune.runs.rundata import RunData, final_stage, load_run
 
 PLOTS = ("score_matrix.png", "relative_gain.png", "final_scores.png", "replay_composition.png",
          "inscl_distances.png", "p_score.png")

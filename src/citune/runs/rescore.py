@@ -25,10 +25,10 @@ class Rescored:
     metrics: dict
 
 
-def _extra_scorers(run_dir: Path) -> list[str]:
+def _extra_scorers(run: RunDir) -> list[str]:
     """The run's `eval.scorers` (scores computed for every task besides the primary one)."""
     try:
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        cfg = run.stored_config() or {}
     except (OSError, yaml.YAMLError):
         return []
     return list((cfg.get("eval") or {}).get("scorers") or [])
@@ -62,10 +62,10 @@ def rescore_run(run_dir: Path) -> Rescored:
         raise InputError("not a run directory (no manifest.json)", str(run_dir))
     manifest = run.manifest()
     stages = manifest.get("stages") or []
-    extra = _extra_scorers(run_dir)
+    extra = _extra_scorers(run)
     evals, n, changed = {}, 0, 0
     for entry in stages:
-        path = run.stage_dir(entry["index"], entry["task"]) / "eval.json"
+        path = run.eval_path(entry["index"], entry["task"])
         if not path.is_file():
             continue
         try:
@@ -82,6 +82,6 @@ def rescore_run(run_dir: Path) -> Rescored:
     metrics = metrics_from_evals(tasks, heldout, evals, manifest.get("expert_ub"))
     for entry in stages:
         if entry["index"] in evals:
-            write_json(run.stage_dir(entry["index"], entry["task"]) / "eval.json", evals[entry["index"]])
-    write_json(run.path / "metrics.json", metrics)
+            write_json(run.eval_path(entry["index"], entry["task"]), evals[entry["index"]])
+    run.write_metrics(metrics)
     return Rescored(len(evals), n, changed, metrics)

@@ -1,4 +1,5 @@
-"""Read a run directory (ARCHITECTURE.md §2) into one object, tolerating partial runs.
+"""Read a run directory (ARCHITECTURE.md §2; its layout: runs/rundir.py) into one object, tolerating
+partial runs.
 
 Every file is optional: a run killed after two stages, or one whose metrics.json
 was never written, still loads. Metrics come from metrics.json when present,
@@ -8,7 +9,6 @@ the per-instance rows of the eval.json files, which the comparison's intervals r
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +20,7 @@ import yaml
 from citune.evaluation.metrics import metrics_from_evals, primary_scorer
 from citune.evaluation.uncertainty import RunScores
 from citune.io import read_json, read_jsonl
-
-_STAGE_DIR = re.compile(r"^(\d+)-(.+)$")
+from citune.runs.rundir import RunDir, parse_run_dir_name
 
 
 @dataclass
@@ -33,7 +32,12 @@ class RunData:
     metrics: dict = field(default_factory=dict)
     evals: dict[int, dict] = field(default_factory=dict)  # stage index (0 = base) -> eval.json
     replay: dict[int, Counter] = field(default_factory=dict)  # stage index -> replayed count by source task
-    inscl: dict | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)  # a strategy's run-level files, by name
+
+    @property
+    def inscl(self) -> dict | None:
+        """InsCL's K × K task distance table, when an InsCL strategy wrote it."""
+        return self.artifacts.get("inscl_distances")
 
     @property
     def name(self) -> str:
@@ -99,17 +103,6 @@ def _get(d: dict, *keys: str) -> Any:
     return d
 
 
-def run_dir_name(strategy: str, seed: int) -> str:
-    """`<strategy>-seed<seed>`, the layout of `citune compare`."""
-    return f"{strategy}-seed{seed}"
-
-
-def parse_run_dir_name(name: str) -> tuple[str | None, int | None]:
-    """(strategy, seed) of a `run_dir_name`; (None, None) for any other name."""
-    m = re.match(r"^(.+)-seed(\d+)$", name)
-    return (m.group(1), int(m.group(2))) if m else (None, None)
-
-
 def _read_optional(path: Path, reader) -> Any:
     if not path.is_file():
         return None
@@ -119,32 +112,25 @@ def _read_optional(path: Path, reader) -> Any:
         return None  # unreadable: shown as missing, a report never crashes on one bad file
 
 
-def _stage_dirs(run_dir: Path) -> dict[int, Path]:
-    out = {}
-    for d in sorted((run_dir / "stages").glob("*")):
-        m = _STAGE_DIR.match(d.name)
-        if d.is_dir() and m:
-            out[int(m.group(1))] = d
-    return out
-
-
 def load_run(run_dir: str | Path) -> RunData:
-    run = RunData(path=Path(run_dir))
-    cfg_path = run.path / "config.yaml"
+    layout = RunDir(run_dir)
+    run = RunData(path=layout.path)
+    cfg_path = layout.config_path
     if cfg_path.is_file():
         raw = cfg_path.read_bytes()
         run.config_sha256 = hashlib.sha256(raw).hexdigest()
         run.config = _read_optional(cfg_path, lambda p: yaml.safe_load(p.read_text(encoding="utf-8"))) or {}
-    run.manifest = _read_optional(run.path / "manifest.json", read_json) or {}
-    for index, d in _stage_dirs(run.path).items():
-        ev = _read_optional(d / "eval.json", read_json)
+    run.manifest = _read_optional(layout.manifest_path, read_json) or {}
+    for index, task in layout.stages_present().items():
+        ev = _read_optional(layout.eval_path(index, task), read_json)
         if ev is not None:
             run.evals[index] = ev
-        rows = _read_optional(d / "replay.jsonl", read_jsonl)
+        rows = _read_optional(layout.replay_path(index, task), read_jsonl)
         if rows is not None:
             run.replay[index] = Counter(str(r.get("task", "?")) for r in rows)
-    run.inscl = _read_optional(run.path / "inscl_distances.json", read_json)
-    run.metrics = _read_optional(run.path / "metrics.json", read_json) or _metrics_from_evals(run)
+    for name in layout.artifact_names():
+        run.artifacts[name] = _read_optional(layout.artifact_path(name), read_json)
+    run.metrics = _read_optional(layout.metrics_path, read_json) or _metrics_from_evals(run)
     return run
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -11,7 +12,7 @@ from accelerate.utils import DistributedType
 from citune.config import Config
 from citune.data import build_stream
 from citune.models.checkpoint import save_trainable
-from citune.types import Stream, TrainExample
+from citune.types import Stream
 from citune.models.sharding import params_sharded
 from citune.engine.zero import load_models_whole
 from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, prepare_for_training,
@@ -19,18 +20,19 @@ from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory
 from citune.errors import InputError
 from citune.evaluation.evaluate import build_checkers, evaluate_stage
 from citune.evaluation.metrics import metrics_from_evals
-from citune.io import read_json, write_json, write_jsonl
+from citune.io import read_json
 from citune.models import load_model
-from citune.models.loading import resolve_model_dir
+from citune.models.loading import ModelBundle, resolve_model_dir
 from citune.paths import cache_root
 from citune.progress import progress_bars, say
 from citune.replay import StageContext, get_strategy
+from citune.replay.base import ReplayStrategy
 from citune.runs.rundir import RunDir, content_hash
 
 
 def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
     trackers = [t for t in cfg.run.report_to if t != "wandb" or _has_wandb()]
-    acc = Accelerator(cpu=cpu_processes(), log_with=trackers or None, project_dir=str(run_dir / "logs"))
+    acc = Accelerator(cpu=cpu_processes(), log_with=trackers or None, project_dir=str(RunDir(run_dir).logs_dir))
     check_distributed(acc)
     if trackers:
         acc.init_trackers("citune", config={"strategy": cfg.replay.strategy, "seed": cfg.seed})
@@ -85,7 +87,7 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False,
     manifest["dropped"] = stream.dropped()  # per task: instances the data layer dropped, counted
     if run.finished():
         say(f"[green]{run_dir}: the run is finished; nothing to resume[/green]", cfg.run.quiet)
-        return read_json(run_dir / "metrics.json")
+        return read_json(run.metrics_path)
     cache = cache_root(cfg.run.cache_dir)
     if any(s["status"] != "done" for s in manifest["stages"]):
         _run_stages(cfg, stream, strategy, run, manifest, accelerator, cache)
@@ -96,10 +98,11 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False,
         manifest["expert_ub"] = expert_upper_bounds(cfg, stream.tasks, cache, accelerator)
     metrics = collect_metrics(run, stream, cfg, manifest.get("expert_ub"))
     if main:
-        write_json(run.path / "metrics.json", metrics)
+        run.write_metrics(metrics)
         manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         run.save_manifest(manifest)
-        _finish(run, cfg)
+        if cfg.run.save_model == "none":
+            run.drop_checkpoints()
         if write_report is not None:
             write_report(run.path)
     accelerator.end_training()
@@ -112,66 +115,95 @@ def _run_stages(cfg, stream, strategy, run, manifest, accelerator, cache) -> Non
     done = [s["index"] for s in stages if s["status"] == "done" and s["index"] > 0]
     checkpoint = run.checkpoint(max(done)) if done else None
     bundle = load_model(cfg.model, cache, state=checkpoint, seed=cfg.seed)
-    train_model = prepare_for_training(accelerator, bundle.model, cfg.train, checkpoint)
-    checkers = build_checkers(stream)
     with progress_bars(cfg.run.quiet or not accelerator.is_main_process) as bars:
+        loop = StageLoop(cfg, stream, strategy, run, manifest, accelerator, cache, bundle,
+                         prepare_for_training(accelerator, bundle.model, cfg.train, checkpoint),
+                         build_checkers(stream), bars)
         overall = bars.add_task("stages", total=len(stages), info=cfg.replay.strategy)
         for entry in stages:
             if entry["status"] != "done":
-                _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model, accelerator,
-                           checkers, cache, bars)
+                loop.run_stage(entry)
             bars.advance(overall)
 
 
-def _run_stage(entry, cfg, stream, strategy, run, manifest, bundle, train_model, accelerator, checkers, cache, bars):
-    index = entry["index"]
-    main = accelerator.is_main_process
-    out = run.stage_dir(index, entry["task"])
-    started = time.perf_counter()
-    reset_peak_memory()
-    entry.update(status="running", seed=cfg.seed * 1000 + index)
-    if main:
-        run.save_manifest(manifest)
-    if index > 0:
-        ctx = StageContext(cfg=cfg, stream=stream, stage=index - 1, cache_dir=cache, model=bundle,
-                           state=manifest["strategy_state"], run_dir=run.path if main else None)
+@dataclass
+class Trained:
+    """What a stage's training leaves to record besides its manifest entry."""
+
+    replay: list[dict]  # replay.jsonl rows
+    log: list[dict]  # train_log.jsonl rows
+
+
+@dataclass
+class StageLoop:
+    """One run's stages: plan replay → build the stage's examples → train → evaluate → record."""
+
+    cfg: Config
+    stream: Stream
+    strategy: ReplayStrategy
+    run: RunDir
+    manifest: dict
+    accelerator: Accelerator
+    cache: Path
+    bundle: ModelBundle
+    train_model: object  # the Accelerate-prepared model
+    checkers: dict
+    bars: object
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def run_stage(self, entry: dict) -> None:
+        started = time.perf_counter()
+        reset_peak_memory()
+        entry.update(status="running", seed=self.cfg.seed * 1000 + entry["index"])
+        if self.main:
+            self.run.save_manifest(self.manifest)
+        trained = self.train(entry) if entry["index"] > 0 else None
+        result = evaluate_stage(self.bundle, self.stream, entry["index"], self.cfg, self.checkers, self.bars)
+        entry.update(status="done", seconds=round(time.perf_counter() - started, 3), **peak_memory_mb())
+        if self.main:
+            self.record(entry, result, trained)
+
+    def context(self, index: int) -> StageContext:
+        return StageContext(cfg=self.cfg, stream=self.stream, stage=index - 1, cache_dir=self.cache,
+                            model=self.bundle, state=self.manifest["strategy_state"],
+                            artifacts=self.run if self.main else None)
+
+    def train(self, entry: dict) -> Trained:
+        """Plan the replay, build the stage's examples, train on them, checkpoint, let the strategy learn."""
+        ctx, index = self.context(entry["index"]), entry["index"]
         seed_everything(entry["seed"])
-        t0 = time.perf_counter()
-        replay = strategy.select(ctx)
-        entry["selection_seconds"] = round(time.perf_counter() - t0, 3)
-        replay_rows = [r.to_record(strategy.name, cfg.seed) for r in replay]
-        data = strategy.training_data(ctx, replay)
-        replayed = {id(r.instance) for r in replay}
-        examples = [TrainExample(x, is_replay=id(x) in replayed) for x in data]
-        stats = train_stage(accelerator, bundle, examples, cfg.train, entry["seed"], strategy.objective(ctx),
-                            bars, label=f"train {entry['task']}", model=train_model)
-        accelerator.log({"stage/final_loss": stats.final_loss, "stage/tokens_per_s": stats.tokens_per_second},
-                        step=index)
-        save_trainable(bundle.model, run.checkpoint(index), write=main)  # every rank: FSDP2 gathers
-        if main:
-            write_jsonl(out / "replay.jsonl", replay_rows)
-            write_jsonl(out / "train_log.jsonl", stats.log)
-        t0 = time.perf_counter()
-        strategy.after_stage(ctx)  # KPIG scores the task just learned here: part of its selection cost
-        entry["selection_seconds"] = round(entry["selection_seconds"] + time.perf_counter() - t0, 3)
-        entry.update(train_examples=stats.examples, replay_size=len(replay), train_tokens=stats.train_tokens,
-                     train_seconds=round(stats.seconds, 3), tokens_per_second=round(stats.tokens_per_second, 1),
-                     padding_share=stats.padding_share, processes=accelerator.num_processes,
-                     distributed=accelerator.distributed_type.value, sharded=params_sharded(bundle.model),
-                     data_hash=content_hash(x.uid for x in data), replay_hash=content_hash(replay_rows))
-    result = evaluate_stage(bundle, stream, index, cfg, checkers, bars)
-    entry.update(status="done", seconds=round(time.perf_counter() - started, 3), **peak_memory_mb())
-    if main:
-        write_json(out / "eval.json", result)
-        run.save_manifest(manifest)
-        _drop_old_checkpoints(run, index)
-        write_json(run.path / "metrics.json", collect_metrics(run, stream, cfg))
+        replay, select_seconds = timed(self.strategy.select, ctx)
+        examples = self.strategy.training_data(ctx, replay)
+        stats = train_stage(self.accelerator, self.bundle, examples, self.cfg.train, entry["seed"],
+                            self.strategy.objective(ctx), self.bars, label=f"train {entry['task']}",
+                            model=self.train_model)
+        self.accelerator.log({"stage/final_loss": stats.final_loss, "stage/tokens_per_s": stats.tokens_per_second},
+                             step=index)
+        save_trainable(self.bundle.model, self.run.checkpoint(index), write=self.main)  # every rank: FSDP2 gathers
+        _, learn_seconds = timed(self.strategy.after_stage, ctx)  # KPIG scores the task just learned: selection cost
+        rows = [r.to_record(self.strategy.name, self.cfg.seed) for r in replay]
+        entry.update(selection_seconds=round(select_seconds + learn_seconds, 3), train_examples=stats.examples,
+                     replay_size=len(replay), train_tokens=stats.train_tokens, train_seconds=round(stats.seconds, 3),
+                     tokens_per_second=round(stats.tokens_per_second, 1), padding_share=stats.padding_share,
+                     processes=self.accelerator.num_processes,
+                     distributed=self.accelerator.distributed_type.value, sharded=params_sharded(self.bundle.model),
+                     data_hash=content_hash(ex.instance.uid for ex in examples), replay_hash=content_hash(rows))
+        return Trained(rows, stats.log)
+
+    def record(self, entry: dict, result: dict, trained: Trained | None) -> None:
+        """The stage's files and its manifest entry (done), then the older checkpoints and the running metrics."""
+        self.run.record_stage(self.manifest, entry, result, trained and trained.replay, trained and trained.log)
+        self.run.drop_checkpoints(keep=entry["index"])
+        self.run.write_metrics(collect_metrics(self.run, self.stream, self.cfg))
 
 
-def _drop_old_checkpoints(run: RunDir, index: int) -> None:
-    for old in (run.path / "checkpoints").glob("stage-*.safetensors"):
-        if old != run.checkpoint(index):
-            old.unlink(missing_ok=True)
+def timed(fn, *args):
+    """(fn(*args), seconds it took)."""
+    t0 = time.perf_counter()
+    return fn(*args), time.perf_counter() - t0
 
 
 def collect_metrics(run: RunDir, stream: Stream, cfg: Config, ub: list[float] | None = None) -> dict:
@@ -179,14 +211,7 @@ def collect_metrics(run: RunDir, stream: Stream, cfg: Config, ub: list[float] | 
     names, held = stream.names, [t.name for t in stream.heldout]
     evals = {}
     for i, name in enumerate(["base", *names]):
-        path = run.stage_dir(i, name) / "eval.json"
+        path = run.eval_path(i, name)
         if path.is_file():
             evals[i] = read_json(path)
-
     return metrics_from_evals(names, held, evals, ub)
-
-
-def _finish(run: RunDir, cfg: Config) -> None:
-    if cfg.run.save_model == "none":
-        for ckpt in (run.path / "checkpoints").glob("*.safetensors"):
-            ckpt.unlink()

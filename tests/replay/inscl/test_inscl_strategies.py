@@ -8,7 +8,8 @@ from citune.config import load_config
 from citune.types import Instance, Stream, Task, instance_uid
 from citune.replay import StageContext, get_strategy
 from citune.models.embeddings import embed_texts, sentence_embeddings
-from citune.replay.inscl.strategy import DISTANCES_FILE, quota_weights
+from citune.replay.inscl.strategy import quota_weights
+from citune.runs.rundir import RunDir
 from citune.replay.inscl.insinfo import insinfo_scores
 from citune.replay.planning import plan_stream, render_plan
 from citune.replay.quota import allocate
@@ -94,9 +95,9 @@ def test_the_budget_is_capped_only_by_the_stored_data(name, cache):
 
 def test_inscl_quotas_follow_the_distances_and_the_matrix_is_recorded(cache, tmp_path):
     cfg, stream = config("inscl", "replay.per_task=10"), make_stream()
-    ctx = StageContext(cfg, stream, 3, cache, run_dir=tmp_path)
+    ctx = StageContext(cfg, stream, 3, cache, artifacts=RunDir(tmp_path))
     records = get_strategy("inscl", cfg).select(ctx)
-    stored = json.loads((tmp_path / DISTANCES_FILE).read_text())
+    stored = json.loads((tmp_path / "inscl_distances.json").read_text())
     matrix = stream_distance_matrix(cfg, stream, cache)
     assert stored["tasks"] == stream.names
     assert np.array(stored["matrix"]) == pytest.approx(matrix, abs=1e-6)
@@ -111,8 +112,8 @@ def test_inscl_quotas_follow_the_distances_and_the_matrix_is_recorded(cache, tmp
         for r in recs:
             assert r.info["w_distance"] == pytest.approx(dist[j], abs=1e-6)
             assert r.info["insinfo"] == pytest.approx(scores[r.instance.instruction], abs=1e-6)
-    get_strategy("inscl", cfg).select(StageContext(cfg, stream, 1, cache))  # no run_dir: nothing written
-    assert [p.name for p in tmp_path.iterdir()] == [DISTANCES_FILE]
+    get_strategy("inscl", cfg).select(StageContext(cfg, stream, 1, cache))  # no artifacts: nothing written
+    assert [p.name for p in tmp_path.iterdir()] == ["inscl_distances.json"]
 
 
 def test_task_distance_with_both_marginals_on_real_embeddings(cache):

@@ -7,7 +7,6 @@ import torch
 from citune.config import load_config
 from citune.types import Instance, Stream, Task
 from citune.replay.kpig.objective import IGObjective
-from citune.types import TrainExample
 from citune.replay import StageContext, get_strategy
 from citune.replay.quota import allocate
 
@@ -146,16 +145,18 @@ def test_objective_and_variants(stream, tiny_bundle, tmp_path):
     replay = strategy.select(ctx)
     originals = [r.instance for r in replay]
     data = strategy.training_data(ctx, replay)
-    assert len(data) == len(stream.tasks[2].train) + len(replay)
-    assert [r.instance for r in replay] == data[len(stream.tasks[2].train):]  # records point at what is trained
-    assert [x.uid for x in data[6:]] == [x.uid for x in originals]
-    assert any(x.instruction != o.instruction for x, o in zip(data[6:], originals))
+    n_current = len(stream.tasks[2].train)
+    assert len(data) == n_current + len(replay)
+    assert [ex.is_replay for ex in data] == [False] * n_current + [True] * len(replay)
+    assert [ex.instance for ex in data[n_current:]] == originals  # the instances themselves are untouched
+    assert [r.instance for r in replay] == originals
+    assert any(ex.shown_instruction != o.instruction for ex, o in zip(data[n_current:], originals))
     stats = state["kpig"]["diversity"]["2"]
     assert stats["variants"] == 2 * stats["instructions"] and stats["rejected"] == 0
     obj = strategy.objective(ctx)
     assert isinstance(obj, IGObjective)
-    for x in data:
-        row = obj.encode(TrainExample(x), 64)
+    for ex in data:
+        row = obj.encode(ex, 64)
         assert any(v != -100 for v in row["masked_labels"])  # variants are masked too
     assert get_strategy("kpig", config("replay.kpig.objective=false")).objective(ctx) is None
 

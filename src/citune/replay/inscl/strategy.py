@@ -18,9 +18,9 @@ from citune.replay.quota import allocate
 from citune.replay.sampling import insinfo_sample, uniform_sample
 from citune.cache import content_key
 from citune.replay.inscl.tagging import instruction_tags
-from citune.replay.inscl.wasserstein import Support, distance_matrix, task_support, w1, write_distance_matrix
+from citune.replay.inscl.wasserstein import Support, distance_matrix, distance_table, task_support, w1
 
-DISTANCES_FILE = "inscl_distances.json"
+DISTANCES = "inscl_distances"  # the run-level artifact holding the K × K table
 _ZERO = 1e-9  # distances below this are numerically zero (an exact solver on identical tasks gives ~1e-17)
 
 
@@ -71,12 +71,12 @@ class InsCLBase(ReplayStrategy):
 
     def write_matrix(self, ctx: StageContext) -> None:
         """The stream's K × K distance matrix in the run directory, written once per run."""
-        if ctx.run_dir is None or (ctx.run_dir / DISTANCES_FILE).is_file():
+        if ctx.artifacts is None or ctx.artifacts.has_artifact(DISTANCES):
             return
         ins = ctx.cfg.replay.inscl
         matrix = distance_matrix([self.support(ctx, k) for k in range(len(ctx.stream.tasks))], ins.solver,
                                  ins.sinkhorn_reg)
-        write_distance_matrix(ctx.run_dir / DISTANCES_FILE, ctx.stream.names, matrix, ctx.cfg)
+        ctx.artifacts.write_artifact(DISTANCES, distance_table(ctx.stream.names, matrix, ctx.cfg))
 
     def analyse(self, ctx: StageContext) -> Analysis:
         ins = ctx.cfg.replay.inscl

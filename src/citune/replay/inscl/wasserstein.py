@@ -148,12 +148,11 @@ def stream_distance_matrix(cfg: "Config", stream: "Stream", cache_dir: Path,
     return distance_matrix(supports, ins.solver, ins.sinkhorn_reg)
 
 
-def write_distance_matrix(path: Path, names: Sequence[str], matrix: np.ndarray, cfg: "Config") -> None:
-    from citune.io import write_json
-
+def distance_table(names: Sequence[str], matrix: np.ndarray, cfg: "Config") -> dict:
+    """The stream's distance matrix with the settings that produced it, as the run stores it."""
     ins = cfg.replay.inscl
-    write_json(path, {
+    return {
         "tasks": list(names), "matrix": [[round(float(v), 6) for v in row] for row in matrix],
         "encoder": ins.encoder, "marginals": ins.marginals, "solver": ins.solver, "max_support": ins.max_support,
         "cost": "1 - cos",
-    })
+    }

@@ -20,14 +20,12 @@ instruction-diversity variants when `kpig.variants` > 0.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
-from citune.types import Instance, Task
-from citune.types import TrainExample
+from citune.types import Instance, Task, TrainExample
 from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register
 from citune.replay.kpig.config import KPIGConfig
 from citune.replay.kpig.variants import diversify, make_variants, variant_spans
@@ -173,24 +171,13 @@ class KPIGReplay(ReplayStrategy):
         return IGObjective(ctx.model.encoder, ctx.model.tokenizer.pad_token_id, lookup, k.placeholder, k.lam,
                            k.margin, k.objective_on)
 
-    def training_data(self, ctx: StageContext, replay: list[ReplayRecord]) -> list[Instance]:
-        """D_t ∪ R_t; with `kpig.variants` > 0 each instance shows an instruction drawn from its variants.
-
-        A replay record's `instance` is then replaced by the instance actually trained on, so that
-        the caller can still tell replayed instances apart (the record written earlier keeps the original).
-        """
-        data = super().training_data(ctx, replay)
+    def training_data(self, ctx: StageContext, replay: list[ReplayRecord]) -> list[TrainExample]:
+        """D_t ∪ R_t; with `kpig.variants` > 0 each example shows an instruction drawn from its variants."""
+        examples = super().training_data(ctx, replay)
         if self.kcfg.variants == 0:
-            return data
-        n_current = len(ctx.current.train)
-        variants = self.variants(ctx, [*ctx.previous, ctx.current], {x.instruction for x in data})
-        examples = [TrainExample(x, is_replay=i >= n_current) for i, x in enumerate(data)]
-        shown = diversify(examples, variants, ctx.rng("kpig-diversity"))
-        out = [dataclasses.replace(ex.instance, instruction=ex.instruction) if ex.instruction else ex.instance
-               for ex in shown]
-        for record, x in zip(replay, out[n_current:]):
-            record.instance = x
-        return out
+            return examples
+        variants = self.variants(ctx, [*ctx.previous, ctx.current], {ex.instance.instruction for ex in examples})
+        return diversify(examples, variants, ctx.rng("kpig-diversity"))
 
     def variants(self, ctx: StageContext, tasks: list[Task], instructions: set[str]) -> dict[str, list[str]]:
         """Variants of each instruction (of `tasks`) in `instructions`; counts go to ctx.state."""
