@@ -55,7 +55,7 @@ def main() -> None:
     from citune.config import load_config
     from citune.data import build_stream
     from citune.engine.trainer import configure_threads
-    from citune.evaluation.generate import GenRequest, greedy_batch, hf_generate_batch, max_new_tokens_for, pool_jobs
+    from citune.models.generate import GenRequest, greedy_batch, hf_generate_batch, max_new_tokens_for, pool_jobs
     from citune.models import load_model
     from citune.paths import cache_root
 

@@ -158,3 +158,25 @@ def test_deepspeed_offload_is_refused():
                         ({"offload_param": {"device": "nvme"}}, "offload_param")]:
         with pytest.raises(InputError, match=named):
             check_distributed(launch(zero))
+
+
+def test_a_method_refuses_a_launch_it_cannot_train_under():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from citune.config import load_config
+    from citune.errors import InputError
+    from citune.replay import get_strategy
+    from citune.runs.runner import check_method_setup
+
+    def launch(kind):
+        return SimpleNamespace(distributed_type=kind)
+
+    cfg = load_config(None, ["replay.strategy=inscl+ewc"])
+    check_method_setup(get_strategy("inscl+ewc", cfg), launch(DistributedType.MULTI_CPU))  # DDP: fine
+    with pytest.raises(InputError, match="inscl\\+ewc does not run under FSDP"):
+        check_method_setup(get_strategy("inscl+ewc", cfg), launch(DistributedType.FSDP))
+    with pytest.raises(InputError, match="olora does not run under MULTI_GPU"):
+        check_method_setup(get_strategy("olora", cfg), launch(DistributedType.MULTI_GPU))
+    check_method_setup(get_strategy("inscl", cfg), launch(DistributedType.DEEPSPEED))  # replay alone: any launch

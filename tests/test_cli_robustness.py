@@ -192,3 +192,8 @@ def test_duplicates_dropped_inside_a_source_are_said_and_stored_in_the_manifest(
     assert "3 exact duplicate instances dropped" in result.stdout + result.stderr
     assert read_json(tmp_path / "out" / "manifest.json")["dropped"] == {
         "a": {"duplicates_dropped": 3, "overlap_dropped": 0}}
+
+
+def test_export_of_something_that_is_no_run_is_one_line(tmp_path):
+    one_line_error(citune("export", tmp_path, "-o", tmp_path / "model"), 2, str(tmp_path), "not a run directory")
+    assert not (tmp_path / "model").exists()

@@ -34,7 +34,7 @@ def test_an_unknown_strategy_is_refused_when_the_config_is_loaded():
 
 def test_a_new_strategy_brings_its_section_without_an_edit_of_config(monkeypatch):
     monkeypatch.setattr(config, "_SECTIONS", dict(config._SECTIONS))
-    monkeypatch.setattr(config, "_STRATEGIES", set(config._STRATEGIES))
+    monkeypatch.setattr(config, "_STRATEGIES", dict(config._STRATEGIES))
     monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
 
     class ProbeConfig(Strict):

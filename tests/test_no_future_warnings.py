@@ -31,7 +31,7 @@ def test_lora_kpig_run_prints_no_future_warning(tmp_path):
 def test_greedy_decoding_paths_warn_nothing(tiny_bundle):
     """Every decoding path in-process, with FutureWarnings as errors: one plain prefill, shared
     prefixes, and `model.generate`."""
-    from citune.evaluation.generate import greedy_batch, hf_generate_batch, stop_ids
+    from citune.models.generate import greedy_batch, hf_generate_batch, stop_ids
     from citune.models.forward import sharing_pays
 
     model, tok = tiny_bundle.model, tiny_bundle.tokenizer

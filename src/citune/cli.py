@@ -192,6 +192,18 @@ def score(
         write_json(json_out, result.as_json())
 
 
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory whose last checkpoint is kept (run.save_model=last)."),
+    out: Path = typer.Option(..., "-o", "--out", help="A new folder for the Hugging Face model."),
+):
+    """Export a run's final model, LoRA adapters merged, as a Hugging Face model directory."""
+    from citune.runs.export import export_model
+
+    print(f"{export_model(run_dir, out)}: the final model of {run_dir} (transformers: "
+          "AutoModelForCausalLM.from_pretrained)")
+
+
 def _rescore(run_dir: Path, metric: Optional[str], json_out: Optional[Path]) -> None:
     from citune.io import output_file, write_json
     from citune.report import build_report

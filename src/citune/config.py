@@ -223,14 +223,23 @@ class ReplayConfig(Strict):
     """The replay strategy and the shared budget; each method's section (`replay.inscl`, ...) is added by
     the method when it registers (`register_method`)."""
 
-    strategy: str = Field("inscl", description="the registered replay strategy")
+    strategy: str = Field("inscl", description="the registered replay strategy, or a combination joined by '+': at "
+                          "most one replay strategy and training methods (inscl+ewc, random+agem, lwf)")
     per_task: int = Field(16, ge=0, description="replay budget b per earlier task: stage t replays b * (t - 1)")
 
     @field_validator("strategy")
     @classmethod
     def _registered(cls, name: str) -> str:
-        if name not in _STRATEGIES:
-            raise ValueError(f"unknown replay strategy '{name}' (known: {', '.join(sorted(_STRATEGIES))})")
+        parts = name.split("+")
+        for part in parts:
+            if part not in _STRATEGIES:
+                raise ValueError(f"unknown replay strategy '{part}' (known: {', '.join(sorted(_STRATEGIES))})")
+        if len(set(parts)) < len(parts):
+            raise ValueError(f"'{name}' names a method twice")
+        replays = [p for p in parts if _STRATEGIES[p] == "replay"]
+        if len(replays) > 1:
+            raise ValueError(f"'{name}' combines {len(replays)} replay strategies ({', '.join(replays)}); a run "
+                             "has one replay strategy and any training methods (ewc, lwf, agem, olora, ...)")
         return name
 
 
@@ -262,17 +271,18 @@ class Config(Strict):
 # ------------------------------------------------------------------ methods' sections
 
 _SECTIONS: dict[str, type[Strict]] = {}  # replay.<key> -> the config class a method registered
-_STRATEGIES: set[str] = set()
+_STRATEGIES: dict[str, str] = {}  # name -> role: "replay" (chooses R_t) or "training" (changes how a stage trains)
 _ASSEMBLED: dict[tuple, type[Config]] = {}
 METHOD_ENTRY_POINTS = "citune.methods"  # modules whose import registers replay methods (pyproject.toml)
 
 
-def register_method(strategy: str, section: str | None = None, config: type[Strict] | None = None) -> None:
+def register_method(strategy: str, section: str | None = None, config: type[Strict] | None = None,
+                    role: str = "replay") -> None:
     """Make `replay.strategy: <strategy>` valid and, with `config`, add the section `replay.<section>`."""
     if config is not None:
         if _SECTIONS.setdefault(section, config) is not config:
             raise ValueError(f"replay.{section} is registered by two config classes")
-    _STRATEGIES.add(strategy)
+    _STRATEGIES[strategy] = role
 
 
 def _load_methods() -> None:

@@ -109,3 +109,29 @@ class Objective(Protocol):
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The total loss of the batch (CE included) and scalars to log."""
+
+
+class Penalty(Protocol):
+    """A term on the parameters alone (EWC's quadratic anchor, O-LoRA's orthogonality), added to every
+    step's loss; it holds the parameters it reads, so the trainer passes nothing."""
+
+    def penalty(self) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+class GradientProjection(Protocol):
+    """A constraint on each update's gradient against a reference gradient on `memory` (A-GEM): the
+    trainer computes the reference (reduced over processes like the training gradient) and calls
+    `project`, which changes `grads` in place and says whether it did."""
+
+    memory: list[TrainExample]
+
+    def project(self, grads: list[torch.Tensor], reference: list[torch.Tensor]) -> bool: ...
+
+
+@dataclass
+class StageHooks:
+    """What the methods of a run add to one stage's training (engine/trainer.py applies them)."""
+
+    objective: Objective | None = None  # the loss of a batch, CE included (KPIG's IG hinge, LwF's distillation)
+    penalties: list[Penalty] = field(default_factory=list)
+    projection: GradientProjection | None = None

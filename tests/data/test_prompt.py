@@ -80,7 +80,7 @@ def test_bos_follows_the_tokenizers_convention(tiny_bundle):
 
 
 def test_generation_stops_on_every_eos_of_the_generation_config(tiny_bundle):
-    from citune.evaluation.generate import stop_ids
+    from citune.models.generate import stop_ids
 
     bundle = copy.copy(tiny_bundle)
     model = tiny_bundle.model

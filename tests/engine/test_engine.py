@@ -9,7 +9,7 @@ from citune.types import Instance
 from citune.engine.batching import collate, encode_examples, length_grouped_batches
 from citune.models.forward import position_ids
 from citune.models.checkpoint import load_trainable, save_trainable, trainable_state
-from citune.engine.loss import response_loss
+from citune.models.loss import response_loss
 from citune.types import TrainExample
 
 

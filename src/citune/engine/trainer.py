@@ -1,7 +1,7 @@
 """The stage trainer: AdamW, warmup + cosine decay, gradient accumulation, response-only loss.
 
 Batches are length-grouped and left-padded (engine/batching.py); the loss computes vocabulary
-logits only over the response tail (engine/loss.py). Under `accelerate launch` with several
+logits only over the response tail (models/loss.py). Under `accelerate launch` with several
 processes every rank trains on a slice of each global batch (`rank_slice`) and its loss is
 weighted by its share of the batch's response tokens, so that DDP's gradient average equals the
 gradient of the single-process token-mean loss on the same global batch: every rank runs the
@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,8 +26,9 @@ from transformers import get_cosine_schedule_with_warmup
 from citune.config import TrainConfig
 from citune.engine.batching import (collate, encode_examples, length_grouped_batches, padding_stats, rank_slice,
                                     response_token_count)
-from citune.engine.loss import response_loss
-from citune.types import Objective, TrainExample
+from citune.models.loss import response_loss
+from citune.seeds import seeded_rng
+from citune.types import GradientProjection, Objective, Penalty, TrainExample
 from citune.models.sharding import reshard
 from citune.engine.zero import backward_step, fresh_stage_optimizer, prepare_engine, uses_deepspeed
 from citune.errors import TrainingDiverged
@@ -41,6 +43,7 @@ class StageStats:
     final_loss: float
     log: list[dict]
     padding_share: float = 0.0  # padded positions / all positions of the (global) batches
+    projections: int | None = None  # updates whose gradient a GradientProjection changed (None: no projection)
 
     @property
     def tokens_per_second(self) -> float:
@@ -158,8 +161,10 @@ def prepare_for_training(accelerator: Accelerator, model: torch.nn.Module, cfg: 
 
 def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], cfg: TrainConfig, seed: int,
                 objective: Objective | None = None, bars=None, label: str = "train",
-                model: torch.nn.Module | None = None) -> StageStats:
-    """Fine-tune `bundle.model` in place on `examples` for `cfg.epochs` epochs."""
+                model: torch.nn.Module | None = None, penalties: Sequence[Penalty] = (),
+                projection: GradientProjection | None = None) -> StageStats:
+    """Fine-tune `bundle.model` in place on `examples` for `cfg.epochs` epochs. `objective` replaces the
+    response loss, each of `penalties` is added to it, and `projection` adjusts every update's gradient."""
     seed_everything(seed)
     model = model if model is not None else bundle.model  # the Accelerate-prepared model when given
     rows = encode_examples(bundle.encoder, examples, cfg.max_length, objective)
@@ -177,6 +182,7 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
     if not (accelerator.is_fsdp2 or deepspeed):
         optimizer = accelerator.prepare(optimizer)
     pad_id = bundle.tokenizer.pad_token_id
+    reference = ReferenceGradient(accelerator, model, bundle, projection, cfg, seed) if projection else None
     task = bars.add_task(label, total=len(batches), info="") if bars is not None else None
     model.train()
     log, tokens, start, loss_value = [], 0, time.perf_counter(), float("nan")
@@ -194,6 +200,10 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
                 loss, extra = objective.loss(model, batch)
             else:
                 loss, extra = response_loss(model, batch), {}
+            for term in penalties:  # weighted like the batch loss: the ranks' weights add up to the world
+                value, logged = term.penalty()
+                loss = loss + value
+                extra.update(logged)
             # The loss of the whole global batch (token mean), identical on every rank.
             shown = loss.detach() * weight
             if world > 1:
@@ -206,6 +216,8 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
             else:
                 accelerator.backward(loss * (weight / group_size))
         if update:
+            if reference is not None:
+                reference.project()
             if not deepspeed:  # the engine clipped, stepped and zeroed in backward_step
                 clip_gradients(accelerator, model, cfg.max_grad_norm)
                 optimizer.step()
@@ -225,4 +237,45 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
         bars.remove_task(task)
     return StageStats(steps=len(batches), examples=len(rows), train_tokens=tokens,
                       seconds=time.perf_counter() - start, final_loss=loss_value, log=log,
-                      padding_share=round(padding_stats(lengths, batches)["padding_share"], 4))
+                      padding_share=round(padding_stats(lengths, batches)["padding_share"], 4),
+                      projections=reference.projected if reference is not None else None)
+
+
+class ReferenceGradient:
+    """A-GEM's side of an update: the gradient of the response loss on a memory batch (drawn afresh for
+    every update, the same draw on every rank), each rank taking its slice and weight as in training and
+    the result averaged over the ranks as DDP averages the training gradient; then the projection."""
+
+    def __init__(self, accelerator: Accelerator, model: torch.nn.Module, bundle, projection: GradientProjection,
+                 cfg: TrainConfig, seed: int):
+        self.accelerator, self.projection, self.cfg = accelerator, projection, cfg
+        self.module = accelerator.unwrap_model(model)  # its own forward: DDP would wait for a second all-reduce
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.rows = encode_examples(bundle.encoder, projection.memory, cfg.max_length)
+        self.resp = [response_token_count(r) for r in self.rows]
+        self.pad_id = bundle.tokenizer.pad_token_id
+        self.rng = seeded_rng(seed, "reference-gradient")
+        self.projected = 0
+
+    def gradient(self) -> list[torch.Tensor]:
+        acc, world = self.accelerator, self.accelerator.num_processes
+        pick = sorted(self.rng.choice(len(self.rows), size=min(self.cfg.batch_size, len(self.rows)), replace=False))
+        part = rank_slice([int(i) for i in pick], acc.process_index, world)
+        weight = world * sum(self.resp[i] for i in part) / max(1, sum(self.resp[i] for i in pick)) if part else 0.0
+        batch = {k: v.to(acc.device) for k, v in collate([self.rows[i] for i in part or pick[:1]], self.pad_id).items()}
+        loss = response_loss(self.module, batch) * weight
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        if world > 1:
+            flat = acc.reduce(torch.cat([g.reshape(-1) for g in grads]), reduction="sum") / world
+            grads = list(torch.split(flat, [g.numel() for g in grads]))
+        return [g.reshape(p.shape) for g, p in zip(grads, self.params)]
+
+    def project(self) -> None:
+        if not self.rows:
+            return
+        reference = self.gradient()
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.projected += bool(self.projection.project([p.grad for p in self.params], reference))

@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 from citune.config import Config
 from citune.types import Instance, Stream, Task
 from citune.models.sharding import lockstep
-from citune.evaluation.generate import Completion, GenRequest, max_new_tokens_for, pool_jobs, run_jobs, share_jobs
+from citune.models.generate import Completion, GenRequest, max_new_tokens_for, pool_jobs, run_jobs, share_jobs
 from citune.evaluation.metrics import primary_score
 from citune.evaluation.scores import score
 from citune.evaluation.vscore import build_checker

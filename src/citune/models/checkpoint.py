@@ -1,4 +1,4 @@
-"""The model state after each stage: only the trainable tensors (the LoRA adapter, or all weights)."""
+"""The model state after each stage: only the trainable tensors (the LoRA adapters, or all weights)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,9 +18,14 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     must call this, and in one order (`gathered_on_every_rank`)."""
     out = {}
     for name, p in model.named_parameters():
-        if p.requires_grad:
+        if p.requires_grad or _adapter_weight(name):
             out[name] = _whole(p).cpu().contiguous().clone()
     return out
+
+
+def _adapter_weight(name: str) -> bool:
+    """A LoRA tensor, trained in an earlier stage and frozen now (O-LoRA keeps one adapter per task)."""
+    return ".lora_" in name
 
 
 def gathered_on_every_rank(model: torch.nn.Module) -> bool:

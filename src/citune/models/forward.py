@@ -1,6 +1,6 @@
 """Model-side forward helpers shared by training, evaluation and replay scoring: positions of
 left-padded rows, logits of a response's tail only, and prefill with a KV cache in which the prompts
-that share an instruction prefix compute it once (see evaluation/generate.py for the reasons)."""
+that share an instruction prefix compute it once (see models/generate.py for the reasons)."""
 from __future__ import annotations
 
 import functools

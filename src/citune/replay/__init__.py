@@ -4,7 +4,8 @@ for a large method): adding one needs no other edit."""
 import importlib
 import pkgutil
 
-from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, get_strategy, register, strategy_names
+from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, register, strategy_names
+from citune.replay.compose import get_strategy
 
 for _module in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
     importlib.import_module(_module.name)

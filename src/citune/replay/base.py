@@ -1,6 +1,9 @@
-"""The replay interface: a strategy picks R_t from the stored data of tasks < t.
+"""The method interface: a replay strategy picks R_t from the stored data of tasks < t; a training method
+(EWC, LwF, A-GEM, O-LoRA, ...) changes how a stage trains (`hooks`: an objective, penalties, a gradient
+projection; `setup_model`: adapters). `replay.strategy: inscl+ewc` combines one replay strategy with
+training methods (replay/compose.py).
 
-A new strategy is one module (or package) with a `ReplayStrategy` subclass decorated by
+A new method is one module (or package) with a `ReplayStrategy` subclass decorated by
 `@register("name")`, or `@register("name", config=ItsConfig)` to add the section `replay.name`.
 """
 from __future__ import annotations
@@ -11,13 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from citune.config import Strict, config_file, register_method
+from citune.config import Strict, register_method
 from citune.seeds import seeded_rng
-from citune.types import Instance, Stream, Task, TrainExample
-from citune.errors import InputError
+from citune.types import Instance, StageHooks, Stream, Task, TrainExample
 
 if TYPE_CHECKING:
     from citune.config import Config
+    import torch
+
     from citune.types import Artifacts, Objective
     from citune.models.loading import ModelBundle
 
@@ -73,10 +77,18 @@ class StageContext:
 
 class ReplayStrategy:
     name: ClassVar[str] = ""
+    role: ClassVar[str] = "replay"  # "training": a method that changes how a stage trains, not what
+    paper: ClassVar[str] = ""  # where the method comes from, as the report names it
     needs_model: ClassVar[bool] = False  # True when selection uses the trained model
+    distributed: ClassVar[tuple[str, ...] | None] = None  # Accelerate distributed types it runs under; None: all
 
     def __init__(self, cfg: "Config"):
         self.cfg = cfg
+
+    @property
+    def parts(self) -> list["ReplayStrategy"]:
+        """The methods this strategy is made of (itself, or a combination's members)."""
+        return [self]
 
     def select(self, ctx: StageContext) -> list[ReplayRecord]:
         raise NotImplementedError
@@ -95,12 +107,42 @@ class ReplayStrategy:
         return {"budget": ctx.budget, "quotas": quotas, "selected": len(records)}
 
     def after_stage(self, ctx: StageContext) -> None:
-        """Called once the stage is trained (e.g. KPIG stores the learned IG)."""
+        """Called once the stage is trained (e.g. KPIG stores the learned IG, EWC its Fisher)."""
 
     def objective(self, ctx: StageContext) -> "Objective | None":
         """An extra training objective for this stage (e.g. KPIG's IG hinge), or None."""
         return None
 
+    def owns_objective(self) -> bool:
+        """Whether `hooks` replaces the batch loss (two such methods cannot be combined)."""
+        return False
+
+    def hooks(self, ctx: StageContext, examples: list[TrainExample]) -> StageHooks:
+        """What this method adds to the training of stage `ctx.stage` on `examples` (computed before it)."""
+        return StageHooks(objective=self.objective(ctx))
+
+    def check(self) -> None:
+        """Raise InputError when the config cannot run this method (checked before anything is written)."""
+
+    def setup_model(self, bundle: "ModelBundle", stream: Stream) -> None:
+        """Change the model once, before the first stage and before a checkpoint is restored into it."""
+
+    def final_model(self, bundle: "ModelBundle", stream: Stream) -> None:
+        """Set the model up as the last stage evaluates it (O-LoRA: every adapter active), for export."""
+
+    def state_tensors(self) -> dict[str, "torch.Tensor"]:
+        """Tensors the method carries across stages (saved with each stage's checkpoint, restored on resume)."""
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, "torch.Tensor"]) -> None:
+        """Restore what `state_tensors` returned after the stage a resumed run starts from."""
+
+    def stage_facts(self) -> dict[str, Any]:
+        """What the method did in the stage just trained, for the manifest entry (projections, norms...)."""
+        return {}
+
+
+DATA_PARALLEL = ("NO", "MULTI_CPU", "MULTI_GPU")  # one process, or DDP: every rank holds whole parameters
 
 _REGISTRY: dict[str, type[ReplayStrategy]] = {}
 
@@ -111,7 +153,7 @@ def register(name: str, config: type[Strict] | None = None, section: str | None 
     def deco(cls: type[ReplayStrategy]) -> type[ReplayStrategy]:
         cls.name = name
         _REGISTRY[name] = cls
-        register_method(name, section or name, config)
+        register_method(name, section or name, config, cls.role)
         return cls
 
     return deco
@@ -121,8 +163,6 @@ def strategy_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_strategy(name: str, cfg: "Config") -> ReplayStrategy:
-    if name not in _REGISTRY:
-        raise InputError(f"unknown replay strategy '{name}' (known: {', '.join(strategy_names())})", config_file(cfg),
-                         "replay.strategy")
-    return _REGISTRY[name](cfg)
+def strategy_class(name: str) -> type[ReplayStrategy] | None:
+    """The class registered as `name` (one method, not a combination), or None."""
+    return _REGISTRY.get(name)

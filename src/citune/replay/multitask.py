@@ -4,5 +4,6 @@ from citune.replay.base import ReplayRecord, ReplayStrategy, register
 
 @register("multitask")
 class Multitask(ReplayStrategy):
+    paper = "joint training on every task seen so far, the upper reference"
     def select(self, ctx):
         return [ReplayRecord(x, {"quota": len(t.train)}) for t in ctx.previous for x in t.train]

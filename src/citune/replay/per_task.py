@@ -18,6 +18,7 @@ def equal_quotas(ctx: StageContext) -> list[int]:
 class EqualQuotaReplay(ReplayStrategy):
     """`pick(ctx, task, quota, shared)` chooses inside one task; `shared(ctx)` is computed once per stage."""
 
+    paper = "a baseline of InsCL (Wang et al., NAACL 2024, §4)"
     plan_score: ClassVar[dict[str, Any]] = {}  # how `citune plan` orders a task's picks (planning.summarise)
 
     def shared(self, ctx: StageContext) -> Any:

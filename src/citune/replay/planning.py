@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext, get_strategy
+from citune.replay.base import ReplayRecord, ReplayStrategy, StageContext
+from citune.replay.compose import get_strategy
 
 if TYPE_CHECKING:
     from citune.config import Config

@@ -40,6 +40,7 @@ def run_document(run: RunData) -> Doc:
     doc = Doc(f"citune run report: {run.name}")
     doc.para(status_line(run))
     facts_section(doc, run)
+    methods_section(doc, run)
     headline_section(doc, run)
     stages_section(doc, run)
     cost_section(doc, run)
@@ -88,6 +89,26 @@ def facts_section(doc: Doc, run: RunData) -> None:
     if versions:
         doc.heading("Versions", 3)
         doc.table(["package", "version"], sorted(versions.items()), numeric_from=2)
+
+
+METHOD_FACTS = {  # manifest stage keys a method writes -> their column title
+    "projections": "A-GEM projected updates", "ewc_fisher_sum": "EWC Fisher sum", "ssr_generated": "SSR generated",
+    "ssr_candidates": "SSR candidates kept", "ssr_synthetic": "SSR replayed synthetic", "ssr_demo_fill": "SSR filled "
+    "with demos", "method_seconds": "method set-up time (s)",
+}
+
+
+def methods_section(doc: Doc, run: RunData) -> None:
+    """What the run combined (replay strategy, training methods), where each comes from, what each did."""
+    methods = run.manifest.get("methods") or []
+    if not methods:
+        return
+    doc.heading("Methods")
+    doc.table(["method", "role", "from"], [[m.get("name"), m.get("role"), m.get("paper") or "n/a"] for m in methods])
+    keys = [k for k in METHOD_FACTS if any(s.get(k) for s in run.stages)]
+    if keys:
+        doc.table(["stage", "task", *(METHOD_FACTS[k] for k in keys)],
+                  [[s.get("index"), s.get("task"), *(fmt(s.get(k)) for k in keys)] for s in run.stages], numeric_from=2)
 
 
 def headline_section(doc: Doc, run: RunData) -> None:

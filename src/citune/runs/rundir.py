@@ -23,7 +23,7 @@ import yaml
 
 from citune.config import Config, config_difference
 from citune.errors import InputError
-from citune.io import make_dir, read_json, write_json, write_jsonl, write_yaml
+from citune.io import atomic_write_bytes, make_dir, read_json, write_json, write_jsonl, write_yaml
 
 _STAGE_DIR = re.compile(r"^(\d+)-(.+)$")
 _COMPARE_RUN = re.compile(r"^(.+)-seed(\d+)$")
@@ -102,6 +102,10 @@ class RunDir:
     def checkpoint(self, index: int) -> Path:
         return self.path / "checkpoints" / f"stage-{index:02d}.safetensors"
 
+    def state_path(self, index: int) -> Path:
+        """The methods' tensors after stage `index` (EWC's Fisher and anchors), beside its checkpoint."""
+        return self.path / "checkpoints" / f"stage-{index:02d}.state.safetensors"
+
     def artifact_path(self, name: str) -> Path:
         """A strategy's run-level file (`inscl_distances` -> RUN_DIR/inscl_distances.json)."""
         return self.path / f"{name}.json"
@@ -159,11 +163,26 @@ class RunDir:
         self.save_manifest(manifest)
 
     def drop_checkpoints(self, keep: int | None = None) -> None:
-        """Remove every stage checkpoint but stage `keep`'s (all of them when `keep` is None)."""
-        kept = self.checkpoint(keep) if keep is not None else None
+        """Remove every stage checkpoint (and methods' state) but stage `keep`'s (all of them when None)."""
+        kept = {self.checkpoint(keep), self.state_path(keep)} if keep is not None else set()
         for old in (self.path / "checkpoints").glob("*.safetensors"):
-            if old != kept:
+            if old not in kept:
                 old.unlink(missing_ok=True)
+
+    def write_state(self, index: int, tensors: dict) -> None:
+        """The methods' tensors after stage `index` (nothing is written when there are none)."""
+        if tensors:
+            from safetensors.torch import save
+
+            atomic_write_bytes(self.state_path(index), save({k: t.contiguous() for k, t in tensors.items()}))
+
+    def read_state(self, index: int) -> dict:
+        path = self.state_path(index)
+        if not path.is_file():
+            return {}
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
 
     def init(self, cfg: Config, task_names: list[str], resume: bool) -> dict:
         """Create the run (or check that a resumed run has the same config) and return its manifest."""

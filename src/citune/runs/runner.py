@@ -11,7 +11,7 @@ from accelerate.utils import DistributedType
 
 from citune.config import Config
 from citune.data import build_stream
-from citune.models.checkpoint import save_trainable
+from citune.models.checkpoint import load_trainable, save_trainable
 from citune.types import Stream
 from citune.models.sharding import params_sharded
 from citune.engine.zero import load_models_whole
@@ -55,6 +55,15 @@ def check_distributed(accelerator: Accelerator) -> None:
                              "deepspeed-zero2 / deepspeed-zero3 profiles as shipped", "accelerate launch")
 
 
+def check_method_setup(strategy: ReplayStrategy, accelerator: Accelerator) -> None:
+    """A method that cannot train under this launch (O-LoRA's per-task adapters under several processes,
+    EWC's anchors under sharded parameters, ...) stops the run before anything is written."""
+    allowed, kind = strategy.distributed, accelerator.distributed_type.value
+    if allowed is not None and kind not in allowed:
+        raise InputError(f"{strategy.name} does not run under {kind} (it runs under {', '.join(allowed)}): launch "
+                         "it with one process or the multi-gpu/multi-cpu (DDP) profile", "accelerate launch")
+
+
 def _has_wandb() -> bool:
     import importlib.util
 
@@ -66,6 +75,7 @@ def check_inputs(cfg: Config) -> tuple[Stream, object]:
     the model's path."""
     stream = build_stream(cfg)
     strategy = get_strategy(cfg.replay.strategy, cfg)
+    strategy.check()
     resolve_model_dir(cfg.model, cache_root(cfg.run.cache_dir))
     return stream, strategy
 
@@ -78,6 +88,7 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False,
     stream, strategy = check_inputs(cfg)
     run = RunDir(run_dir)
     accelerator = make_accelerator(cfg, run_dir)
+    check_method_setup(strategy, accelerator)
     load_models_whole(accelerator)  # DeepSpeed ZeRO-3 partitions the model when the engine is made
     configure_threads(cfg.train.threads)
     main = accelerator.is_main_process
@@ -85,6 +96,7 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False,
     accelerator.wait_for_everyone()
     manifest = manifest or run.manifest()
     manifest["dropped"] = stream.dropped()  # per task: instances the data layer dropped, counted
+    manifest["methods"] = [{"name": p.name, "role": p.role, "paper": p.paper} for p in strategy.parts]
     if run.finished():
         say(f"[green]{run_dir}: the run is finished; nothing to resume[/green]", cfg.run.quiet)
         return read_json(run.metrics_path)
@@ -114,7 +126,11 @@ def _run_stages(cfg, stream, strategy, run, manifest, accelerator, cache) -> Non
     stages = manifest["stages"]
     done = [s["index"] for s in stages if s["status"] == "done" and s["index"] > 0]
     checkpoint = run.checkpoint(max(done)) if done else None
-    bundle = load_model(cfg.model, cache, state=checkpoint, seed=cfg.seed)
+    bundle = load_model(cfg.model, cache, seed=cfg.seed)
+    strategy.setup_model(bundle, stream)  # adapters first: the checkpoint holds them
+    if checkpoint is not None:
+        load_trainable(bundle.model, checkpoint)
+        strategy.load_state_tensors(run.read_state(max(done)))
     with progress_bars(cfg.run.quiet or not accelerator.is_main_process) as bars:
         loop = StageLoop(cfg, stream, strategy, run, manifest, accelerator, cache, bundle,
                          prepare_for_training(accelerator, bundle.model, cfg.train, checkpoint),
@@ -177,15 +193,22 @@ class StageLoop:
         seed_everything(entry["seed"])
         replay, select_seconds = timed(self.strategy.select, ctx)
         examples = self.strategy.training_data(ctx, replay)
-        stats = train_stage(self.accelerator, self.bundle, examples, self.cfg.train, entry["seed"],
-                            self.strategy.objective(ctx), self.bars, label=f"train {entry['task']}",
-                            model=self.train_model)
+        hooks, hook_seconds = timed(self.strategy.hooks, ctx, examples)  # LwF's teacher, A-GEM's memory, adapters
+        stats = train_stage(self.accelerator, self.bundle, examples, self.cfg.train, entry["seed"], hooks.objective,
+                            self.bars, label=f"train {entry['task']}", model=self.train_model,
+                            penalties=hooks.penalties, projection=hooks.projection)
         self.accelerator.log({"stage/final_loss": stats.final_loss, "stage/tokens_per_s": stats.tokens_per_second},
                              step=index)
         save_trainable(self.bundle.model, self.run.checkpoint(index), write=self.main)  # every rank: FSDP2 gathers
-        _, learn_seconds = timed(self.strategy.after_stage, ctx)  # KPIG scores the task just learned: selection cost
+        _, learn_seconds = timed(self.strategy.after_stage, ctx)  # KPIG's learned IG, EWC's Fisher
+        if self.main:
+            self.run.write_state(index, self.strategy.state_tensors())
         rows = [r.to_record(self.strategy.name, self.cfg.seed) for r in replay]
-        entry.update(selection_seconds=round(select_seconds + learn_seconds, 3), train_examples=stats.examples,
+        entry.update(self.strategy.stage_facts())
+        if stats.projections is not None:
+            entry["projections"] = stats.projections
+        entry.update(selection_seconds=round(select_seconds + learn_seconds, 3), method_seconds=round(hook_seconds, 3),
+                     train_examples=stats.examples,
                      replay_size=len(replay), train_tokens=stats.train_tokens, train_seconds=round(stats.seconds, 3),
                      tokens_per_second=round(stats.tokens_per_second, 1), padding_share=stats.padding_share,
                      processes=self.accelerator.num_processes,

@@ -5,7 +5,7 @@ import torch
 
 from citune.config import load_config
 from citune.engine.batching import collate
-from citune.engine.loss import response_loss
+from citune.models.loss import response_loss
 from citune.models import load_model
 from citune.paths import cache_root
 from citune.replay.kpig.infogain import information_gain

@@ -48,6 +48,7 @@ def quota_weights(distances: Sequence[float], direction: str = "dissimilar") -> 
 
 
 class InsCLBase(ReplayStrategy):
+    paper = "InsCL: Wang et al., InsCL: A Data-efficient Continual Learning Paradigm for Fine-tuning LLMs with Instructions, NAACL 2024"
     quota_by: ClassVar[str] = "distance"  # or "equal": b per previous task
     sample_by: ClassVar[str] = "insinfo"  # or "uniform"
 

@@ -15,56 +15,12 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from citune.models.forward import prefill_shared, shared_prefix_lens, sharing_pays, tail_logits
+from citune.models.forward import prefill_shared, shared_prefix_lens, sharing_pays
+from citune.models.loss import left_batch, response_logits, stack_left, token_nll
 
 IGKind = Literal["nll", "entropy", "kl"]
 # (instruction, masked instruction, input, output)
 ScoreItem = tuple[str, str, str, str]
-
-
-def left_align(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Rows moved so that padding is on the left, whatever side it was on (a stable sort by the mask)."""
-    order = torch.argsort(mask.long(), dim=1, stable=True)
-    return ids.gather(1, order), mask.gather(1, order), labels.gather(1, order)
-
-
-def pad_left(x: torch.Tensor, width: int, value: int) -> torch.Tensor:
-    return F.pad(x, (width - x.shape[1], 0), value=value)
-
-
-Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (input ids, attention mask, labels)
-
-
-def stack_left(parts: Sequence[Rows], pad_id: int) -> Rows:
-    """Concatenate left-aligned (ids, mask, labels) batches of different widths into one batch."""
-    width = max(p[0].shape[1] for p in parts)
-    ids = torch.cat([pad_left(p[0], width, pad_id) for p in parts])
-    mask = torch.cat([pad_left(p[1], width, 0) for p in parts])
-    labels = torch.cat([pad_left(p[2], width, -100) for p in parts])
-    return ids, mask, labels
-
-
-def response_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor,
-                    labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits at the positions that predict labelled tokens of left-aligned rows.
-
-    Returns (logits (N, K, V), targets (N, K), valid (N, K)); K spans from the earliest labelled
-    token of the batch to the last column, so rows with the same response are position-aligned.
-    """
-    targets = labels[:, 1:]
-    has = targets != -100
-    first = int(has.float().argmax(dim=1)[has.any(dim=1)].min()) if has.any() else targets.shape[1] - 1
-    keep = targets.shape[1] - first
-    logits = tail_logits(model, ids, mask, keep + 1)
-    tgt = targets[:, first:]
-    return logits[:, :-1, :], tgt, tgt != -100
-
-
-def token_nll(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per-token NLL (N, K), zero where not valid."""
-    nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.clamp(min=0).reshape(-1),
-                          reduction="none").view(targets.shape)
-    return torch.where(valid, nll, torch.zeros_like(nll))
 
 
 def _position_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -94,14 +50,6 @@ def _encode(encoder, items: Sequence[ScoreItem], masked: bool, max_len: int) -> 
             for ins, m, x, y in items]
 
 
-def _left_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.tensor([[pad_id] * (width - len(i)) + i for i, _ in rows])
-    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i, _ in rows])
-    labels = torch.tensor([[-100] * (width - len(lab)) + lab for _, lab in rows])
-    return ids, mask, labels
-
-
 def _tails(rows: list[tuple[list[int], list[int]]], k: int) -> torch.Tensor:
     """The last k labels of every row, left-padded with -100."""
     return torch.tensor([[-100] * (k - len(lab[-k:])) + lab[-k:] for _, lab in rows])
@@ -126,7 +74,7 @@ def _batch_gain(model, encoder, pad_id: int, items: Sequence[ScoreItem], kind: I
         logits, targets = out.logits[:, :-1], _tails(rows, k).to(device)
         valid = targets != -100
     else:  # too little shared to pay for two passes: one plain forward
-        ids, mask, labels = (t.to(device) for t in stack_left([_left_batch(full, pad_id), _left_batch(masked, pad_id)],
+        ids, mask, labels = (t.to(device) for t in stack_left([left_batch(full, pad_id), left_batch(masked, pad_id)],
                                                               pad_id))
         logits, targets, valid = response_logits(model, ids, mask, labels)
     if not torch.equal(valid[:n], valid[n:]):

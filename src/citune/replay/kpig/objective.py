@@ -16,7 +16,7 @@ from typing import Callable, Literal, Mapping, Sequence
 import torch
 
 from citune.types import TrainExample
-from citune.replay.kpig.infogain import left_align, response_logits, stack_left, token_nll
+from citune.models.loss import left_align, response_logits, stack_left, token_nll
 from citune.spans import Span, mask
 
 Spans = Mapping[str, Sequence[Span]] | Callable[[str], Sequence[Span]]

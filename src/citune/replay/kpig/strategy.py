@@ -39,6 +39,7 @@ from citune.replay.quota import allocate
 
 @register("kpig", config=KPIGConfig)
 class KPIGReplay(ReplayStrategy):
+    paper = "KPIG: He et al., Don't Half-listen: Capturing Key-part Information in Continual Instruction Tuning, ACL 2025 (reconstructed)"
     needs_model = True
 
     def __init__(self, cfg):
@@ -152,8 +153,11 @@ class KPIGReplay(ReplayStrategy):
 
     # ------------------------------------------------------------ objective and diversity
 
+    def owns_objective(self) -> bool:
+        return self.kcfg.objective and self.kcfg.lam != 0
+
     def objective(self, ctx: StageContext):
-        if not self.kcfg.objective or self.kcfg.lam == 0 or ctx.model is None:
+        if not self.owns_objective() or ctx.model is None:
             return None
         from citune.replay.kpig.objective import IGObjective  # lazy: it imports replay helpers
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from citune.types import Instance
-from citune.evaluation.generate import (GenRequest, generate, greedy_batch, hf_generate_batch,
+from citune.models.generate import (GenRequest, generate, greedy_batch, hf_generate_batch,
                                         make_jobs, pool_jobs, share_jobs)
 from citune.models.forward import shared_prefix_lens, sharing_pays
 
@@ -162,7 +162,7 @@ def test_a_task_fills_whole_batches_of_its_own_before_pooling():
 
 def test_pooled_evaluation_predicts_as_task_by_task(gen_bundle):
     """Pooling the tasks of a stage changes the batches, not the greedy predictions."""
-    from citune.evaluation.generate import run_jobs
+    from citune.models.generate import run_jobs
 
     enc = gen_bundle.encoder
     reqs = [GenRequest("t%d" % k, [enc.prompt_ids(ins, f"{ins} {w}", 128) for w in ("one", "two words", "x y z")],

@@ -1,4 +1,4 @@
-"""Batched greedy generation: batches of prompts that share their instruction and have similar
+"""Batched generation (greedy, or sampled with a seeded generator): batches of prompts that share their instruction and have similar
 lengths, left padding, a KV cache, the shared instruction prefix computed once per batch, and each
 sequence dropped from its batch as soon as it ends (EOS or its task's token bound).
 
@@ -128,8 +128,10 @@ def share_jobs(jobs: Sequence[GenJob], world: int) -> list[list[int]]:
 
 @torch.no_grad()
 def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int], pad_id: int,
-                 eos_ids: Sequence[int], device=None, prefix_lens: Sequence[int] | None = None) -> list[list[int]]:
-    """Greedy continuations (token ids, EOS excluded) of `prompts` in one batch.
+                 eos_ids: Sequence[int], device=None, prefix_lens: Sequence[int] | None = None,
+                 temperature: float = 0.0, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Greedy continuations (token ids, EOS excluded) of `prompts` in one batch; with `temperature` > 0,
+    each token is drawn from the softmax at that temperature instead (from `generator`, for repeatable draws).
 
     Prefill computes vocabulary logits for the last position only (and each shared prefix once when
     `prefix_lens` is given); decoding feeds one token per live row through the KV cache, and a row
@@ -148,7 +150,7 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
     alive = torch.arange(len(prompts), device=device)
     bound = torch.tensor(bounds, device=device)
     for step in range(max(bounds)):
-        nxt = out.logits[:, -1, :].argmax(dim=-1)
+        nxt = next_tokens(out.logits[:, -1, :], temperature, generator)
         done = torch.isin(nxt, eos) | (bound[alive] <= step + 1)
         for row, tok in zip(alive.tolist(), nxt.tolist()):
             results[row].append(tok)
@@ -164,6 +166,13 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
                               position_ids=last[:, None], use_cache=True)
     eos_set = set(int(e) for e in eos.tolist())
     return [r[:-1] if r and r[-1] in eos_set else r for r in results]
+
+
+def next_tokens(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
 @torch.no_grad()
@@ -201,9 +210,11 @@ def stop_ids(bundle) -> list[int]:
 
 
 def run_jobs(bundle, jobs: Sequence[GenJob], on_job: Callable[[GenJob], None] | None = None,
-             method: str = "loop") -> list[list[Completion]]:
+             method: str = "loop", temperature: float = 0.0, generator: torch.Generator | None = None
+             ) -> list[list[Completion]]:
     """Decoded completions of each job's prompts (in the job's order). `method`: "loop" (citune's
-    decoding, sharing prefixes when the jobs know them) or "hf" (`model.generate` on each batch)."""
+    decoding, sharing prefixes when the jobs know them; sampled at `temperature` > 0) or "hf"
+    (`model.generate` on each batch, greedy)."""
     model, tok = bundle.model, bundle.tokenizer
     eos = stop_ids(bundle)
     was_training = model.training
@@ -212,7 +223,8 @@ def run_jobs(bundle, jobs: Sequence[GenJob], on_job: Callable[[GenJob], None] | 
         out = []
         for job in jobs:
             args = (model, job.prompts, job.max_new_tokens, tok.pad_token_id, eos, bundle.device)
-            seqs = greedy_batch(*args, prefix_lens=job.prefix_lens) if method == "loop" else hf_generate_batch(*args)
+            seqs = (greedy_batch(*args, prefix_lens=job.prefix_lens, temperature=temperature, generator=generator)
+                    if method == "loop" else hf_generate_batch(*args))
             out.append([Completion(tok.decode(s, skip_special_tokens=True).strip(), len(s) >= bound)
                         for s, bound in zip(seqs, job.max_new_tokens)])
             if on_job is not None:
