@@ -44,6 +44,21 @@ def _check_run(name: str, cfg, out: Path, metrics: dict) -> None:
     assert {r["task"] for r in rows} <= set(metrics["tasks"][:2])
     manifest = json.loads((out / "manifest.json").read_text())
     assert [m["name"] for m in manifest["methods"]] == name.split("+")
+    if name == "random":  # issue 21, defect 7: each record names the seed of the generator that drew it
+        _check_draw_seeds(cfg, rows)
+
+
+def _check_draw_seeds(cfg, rows: list[dict]) -> None:
+    import numpy as np
+
+    from citune.data import build_stream
+
+    stream = build_stream(cfg)
+    for task in stream.tasks[:2]:
+        mine = [r for r in rows if r["task"] == task.name]
+        assert len({r["draw_seed"] for r in mine}) == 1 and mine[0]["seed"] == cfg.seed
+        picks = np.random.default_rng(mine[0]["draw_seed"]).choice(len(task.train), size=len(mine), replace=False)
+        assert [r["uid"] for r in mine] == [task.train[i].uid for i in sorted(picks)]
 
 
 @pytest.mark.parametrize("name", [n for n in strategy_names() if n != "kpig" and n not in BASELINES])

@@ -20,6 +20,19 @@ import numpy as np
 from citune.io import atomic_write_bytes, atomic_write_text
 
 
+@lru_cache(maxsize=None)
+def code_digest(*sources: Any) -> str:
+    """A digest of the source code of modules or functions, for the key of a cached result that code
+    produced: a change of the code (a heuristic, a tagger) then misses the old entries, no version string
+    to remember to bump."""
+    import inspect
+
+    h = hashlib.sha256()
+    for source in sources:
+        h.update(inspect.getsource(source).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
 def content_key(*parts: str) -> str:
     """sha256 of the parts, joined by a unit separator (so ("ab", "c") != ("a", "bc"))."""
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()

@@ -200,6 +200,10 @@ class TrainConfig(Strict):
     max_grad_norm: float = Field(1.0, gt=0, description="gradient-norm clip")
     max_length: int = Field(256, gt=8, description="longest training example (tokens, prompt and response)")
     group_by_length: bool = Field(True, description="batch examples of similar length (less padding)")
+    references: Literal["first", "all"] = Field("first", description="train on each instance's first reference, "
+                                                "or on one example per reference (the official InsCL code); with "
+                                                "all, an instance with k references is k examples, the replayed "
+                                                "ones included")
     threads: Optional[int] = Field(None, gt=0, description="PyTorch CPU threads; default: the cores per process")
 
 

@@ -2,6 +2,7 @@
 and the protocol of an extra training objective (below every floor that uses them)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -89,10 +90,22 @@ class TrainExample:
     instance: Instance
     is_replay: bool = False
     instruction: str | None = None  # the instruction actually shown (a diversity variant), default the instance's
+    output: str | None = None  # the reference trained on, default the instance's first
 
     @property
     def shown_instruction(self) -> str:
         return self.instruction if self.instruction is not None else self.instance.instruction
+
+    @property
+    def target(self) -> str:
+        return self.output if self.output is not None else self.instance.output
+
+
+def per_reference(examples: list[TrainExample], references: str) -> list[TrainExample]:
+    """The examples as trained: each on its first reference (`first`), or one per reference (`all`)."""
+    if references == "first":
+        return list(examples)
+    return [dataclasses.replace(ex, output=out) for ex in examples for out in ex.instance.outputs]
 
 
 class Artifacts(Protocol):
@@ -109,6 +122,17 @@ class Objective(Protocol):
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The total loss of the batch (CE included) and scalars to log."""
+
+
+@dataclass(frozen=True)
+class BatchScope:
+    """The global batch a rank's rows belong to, for an objective whose terms need global counts
+    (`scoped = True`): its `loss(model, batch, scope)` returns this rank's share, world x (its sums / the
+    global counts), so that the ranks' average is the single-process loss."""
+
+    world: int
+    tokens: int  # response tokens of the global batch (labelled positions after the first)
+    rows: dict[str, int]  # per `*labels` key: rows of the global batch with a labelled position in it
 
 
 class Penalty(Protocol):

@@ -144,3 +144,22 @@ def test_a_stage_leaves_no_optimizer_state_behind(tiny_cfg):
     gc.collect()
     assert len(made) == 2 and all(r() is None for r in made)
     assert accelerator._optimizers == [] and len(accelerator._models) == 1
+
+
+def test_one_example_per_reference_when_asked(tiny_bundle):
+    """Issue 21, defect 5: only the first reference was ever trained; `train.references: all` trains each
+    (the official InsCL code), `first` (the default) keeps one example per instance."""
+    from citune.engine.batching import encode_examples
+    from citune.types import Instance, TrainExample, per_reference
+
+    x = Instance("Name a colour.", "", ("red", "blue", "green"), "t", uid="x")
+    y = Instance("Name a fruit.", "", ("apple",), "t", uid="y")
+    examples = [TrainExample(x), TrainExample(y, is_replay=True)]
+    assert per_reference(examples, "first") == examples
+    every = per_reference(examples, "all")
+    assert [(ex.instance.uid, ex.target, ex.is_replay) for ex in every] == [
+        ("x", "red", False), ("x", "blue", False), ("x", "green", False), ("y", "apple", True)]
+    rows = encode_examples(tiny_bundle.encoder, every, 64)
+    tok = tiny_bundle.tokenizer
+    trained = [tok.decode([t for t in r["labels"] if t != -100], skip_special_tokens=True).strip() for r in rows]
+    assert trained == ["red", "blue", "green", "apple"]

@@ -82,3 +82,19 @@ def test_uniform_and_spread_samples():
     picks = spread_sample(groups, [3, 0, 1, 2], 6, rng())
     assert per_instruction(task, picks) == {"d": 2, "a": 2, "b": 1, "c": 1}
     assert len(spread_sample(groups, [0, 1, 2, 3], 99, rng())) == 15
+
+
+def test_random_replay_spends_the_whole_budget_when_a_task_stores_less_than_b(tmp_path):
+    """Issue 21, defect 3: random took min(b, stored) per task and left the rest unspent."""
+    from citune.config import load_config
+    from citune.replay import StageContext, get_strategy
+    from citune.types import Instance, Stream, Task
+
+    sizes = [2, 10, 10]
+    tasks = [Task(f"t{i}", [Instance("I", f"{i}-{j}", ("o",), f"t{i}", uid=f"{i}-{j}") for j in range(n)], [])
+             for i, n in enumerate(sizes)] + [Task("now", [Instance("I", "x", ("o",), "now", uid="x")], [])]
+    cfg = load_config(None, ["replay.strategy=random", "replay.per_task=4"])
+    records = get_strategy("random", cfg).select(StageContext(cfg, Stream(tasks), 3, tmp_path))
+    counts = [sum(r.instance.task == f"t{i}" for r in records) for i in range(3)]
+    assert sum(counts) == 12 and counts == [2, 5, 5]
+    assert len({r.instance.uid for r in records}) == 12

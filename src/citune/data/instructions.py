@@ -64,8 +64,6 @@ def label_sets(task: Task) -> dict[str, list[str] | None]:
 
 # ---------------------------------------------------------------- heuristic key parts
 
-HEURISTIC_VERSION = "heuristic-v1"
-
 _QUOTED = re.compile(r"\"[^\"\n]{1,200}\"|“[^”\n]{1,200}”|(?<![\w'])'[^'\n]{1,200}'(?![\w])|`[^`\n]{1,200}`")
 _NUMBER = (r"(?:\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
            r"hundred|single)")

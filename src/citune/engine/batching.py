@@ -10,7 +10,7 @@ from citune.types import Objective, TrainExample
 def encode_examples(encoder, examples: list[TrainExample], max_len: int, objective: Objective | None = None) -> list[dict]:
     rows = []
     for ex in examples:
-        ids, labels = encoder.example(ex.shown_instruction, ex.instance.input, ex.instance.output, max_len)
+        ids, labels = encoder.example(ex.shown_instruction, ex.instance.input, ex.target, max_len)
         row = {"input_ids": ids, "labels": labels}
         if objective is not None:
             row.update(objective.encode(ex, max_len))

@@ -28,7 +28,7 @@ from citune.engine.batching import (collate, encode_examples, length_grouped_bat
                                     response_token_count)
 from citune.models.loss import response_loss
 from citune.seeds import seeded_rng
-from citune.types import GradientProjection, Objective, Penalty, TrainExample
+from citune.types import BatchScope, GradientProjection, Objective, Penalty, TrainExample
 from citune.models.sharding import reshard
 from citune.engine.zero import backward_step, fresh_stage_optimizer, prepare_engine, uses_deepspeed
 from citune.errors import TrainingDiverged
@@ -187,34 +187,23 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
     model.train()
     log, tokens, start, loss_value = [], 0, time.perf_counter(), float("nan")
     for step, batch_idx in enumerate(batches, 1):
-        part = rank_slice(batch_idx, rank, world)
-        # A rank left without rows (a batch smaller than the world) still runs a step, weighted 0.
-        weight = world * sum(resp[i] for i in part) / max(1, sum(resp[i] for i in batch_idx)) if part else 0.0
-        batch = {k: v.to(accelerator.device) for k, v in collate([rows[i] for i in part or batch_idx[:1]],
-                                                                 pad_id).items()}
         group_start = (step - 1) // cfg.grad_accum * cfg.grad_accum
         group_size = min(cfg.grad_accum, len(batches) - group_start)
         update = step == group_start + group_size
         with contextlib.nullcontext() if update or deepspeed else accelerator.no_sync(model):
-            if objective is not None:
-                loss, extra = objective.loss(model, batch)
-            else:
-                loss, extra = response_loss(model, batch), {}
-            for term in penalties:  # weighted like the batch loss: the ranks' weights add up to the world
-                value, logged = term.penalty()
-                loss = loss + value
-                extra.update(logged)
-            # The loss of the whole global batch (token mean), identical on every rank.
-            shown = loss.detach() * weight
+            loss, extra = rank_loss(model, objective, penalties, rows, resp, batch_idx, rank, world, pad_id,
+                                    accelerator.device)
+            # The loss of the whole global batch, identical on every rank.
+            shown = loss.detach()
             if world > 1:
                 shown = accelerator.reduce(shown, reduction="sum") / world
             loss_value = float(shown)
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(f"{label}: loss is {loss_value} at step {step}; the stage was stopped")
             if deepspeed:  # the engine divides by its gradient_accumulation_steps (= cfg.grad_accum)
-                backward_step(model, loss * (weight * cfg.grad_accum / group_size), update)
+                backward_step(model, loss * (cfg.grad_accum / group_size), update)
             else:
-                accelerator.backward(loss * (weight / group_size))
+                accelerator.backward(loss * (1 / group_size))
         if update:
             if reference is not None:
                 reference.project()
@@ -239,6 +228,39 @@ def train_stage(accelerator: Accelerator, bundle, examples: list[TrainExample], 
                       seconds=time.perf_counter() - start, final_loss=loss_value, log=log,
                       padding_share=round(padding_stats(lengths, batches)["padding_share"], 4),
                       projections=reference.projected if reference is not None else None)
+
+
+def rank_loss(model: torch.nn.Module, objective: Objective | None, penalties: Sequence[Penalty], rows: list[dict],
+              resp: list[int], batch_idx: list[int], rank: int, world: int, pad_id: int, device) -> tuple[torch.Tensor, dict]:
+    """This rank's share L_r of the global batch's loss, such that DDP's average of the gradients,
+    mean_r grad L_r, is the gradient of the single-process loss on the whole batch.
+
+    The response loss is a token mean: a rank's own token mean is weighted by world x its share of the
+    batch's response tokens. A `scoped` objective (one whose terms have other units, as KPIG's hinge, a
+    mean over examples) is given the batch's global counts (`BatchScope`) and returns its share itself.
+    Penalties count once: world / (ranks holding rows) on each rank that holds rows. A rank left without
+    rows (a batch smaller than the world) still runs a step on one row, weighted 0."""
+    part = rank_slice(batch_idx, rank, world)
+    batch = {k: v.to(device) for k, v in collate([rows[i] for i in part or batch_idx[:1]], pad_id).items()}
+    if getattr(objective, "scoped", False):
+        scope = BatchScope(world, sum(resp[i] for i in batch_idx), labelled_rows(rows, batch_idx))
+        loss, extra = objective.loss(model, batch, scope)
+        loss = loss if part else loss * 0.0
+    else:
+        loss, extra = objective.loss(model, batch) if objective is not None else (response_loss(model, batch), {})
+        loss = loss * (world * sum(resp[i] for i in part) / max(1, sum(resp[i] for i in batch_idx)) if part else 0.0)
+    presence = world / min(world, len(batch_idx)) if part else 0.0
+    for term in penalties:
+        value, logged = term.penalty()
+        loss = loss + value * presence
+        extra.update(logged)
+    return loss, extra
+
+
+def labelled_rows(rows: list[dict], batch_idx: list[int]) -> dict[str, int]:
+    """For each `*labels` key, how many rows of the batch have a labelled position in it."""
+    keys = [k for k in rows[batch_idx[0]] if k.endswith("labels")]
+    return {k: sum(any(t != -100 for t in rows[i][k]) for i in batch_idx) for k in keys}
 
 
 class ReferenceGradient:

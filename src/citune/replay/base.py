@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from citune.config import Strict, register_method
-from citune.seeds import seeded_rng
+from citune.seeds import stable_seed
 from citune.types import Instance, StageHooks, Stream, Task, TrainExample
 
 if TYPE_CHECKING:
@@ -33,8 +33,11 @@ class ReplayRecord:
     instance: Instance
     info: dict[str, Any] = field(default_factory=dict)
 
-    def to_record(self, strategy: str, seed: int) -> dict:
-        return {**self.instance.to_record(), "strategy": strategy, "seed": seed, **self.info}
+    def to_record(self, strategy: str, seed: int, draw_seed: int | None = None) -> dict:
+        """The replay.jsonl row: the instance, the strategy, the run's seed and the seed of the generator
+        that drew it in its stage (`np.random.default_rng(draw_seed)`), then the strategy's reasons."""
+        drawn = {} if draw_seed is None else {"draw_seed": draw_seed}
+        return {**self.instance.to_record(), "strategy": strategy, "seed": seed, **drawn, **self.info}
 
 
 @dataclass
@@ -72,7 +75,11 @@ class StageContext:
 
     def rng(self, *keys: Any) -> np.random.Generator:
         """A generator seeded by (seed, stage, keys): the same choices on every run and rank."""
-        return seeded_rng(self.seed, self.stage, *keys)
+        return np.random.default_rng(self.draw_seed(*keys))
+
+    def draw_seed(self, *keys: Any) -> int:
+        """The seed of `rng(*keys)`; a strategy draws a task's replay from `rng(<its name>, <task>)`."""
+        return stable_seed(self.seed, self.stage, *keys)
 
 
 class ReplayStrategy:
@@ -89,6 +96,11 @@ class ReplayStrategy:
     def parts(self) -> list["ReplayStrategy"]:
         """The methods this strategy is made of (itself, or a combination's members)."""
         return [self]
+
+    @property
+    def replay_name(self) -> str:
+        """The name of the part that draws the replay (its generators are `ctx.rng(replay_name, task)`)."""
+        return self.name
 
     def select(self, ctx: StageContext) -> list[ReplayRecord]:
         raise NotImplementedError

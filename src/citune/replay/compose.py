@@ -35,6 +35,10 @@ class Combination(ReplayStrategy):
         return list(self.members)
 
     @property
+    def replay_name(self) -> str:
+        return self.replay.name if self.replay else "none"
+
+    @property
     def distributed(self) -> tuple[str, ...] | None:
         allowed = [set(m.distributed) for m in self.members if m.distributed is not None]
         return tuple(sorted(set.intersection(*allowed))) if allowed else None

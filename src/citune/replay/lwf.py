@@ -67,15 +67,20 @@ def teacher_topk(bundle, rows: list[tuple[list[int], list[int]]], temperature: f
     return out
 
 
+def teacher_key(example: TrainExample) -> tuple[str, str, str]:
+    """What the teacher's distributions depend on: the instance, the instruction shown, the target."""
+    return example.instance.uid, example.shown_instruction, example.target
+
+
 class LwFObjective:
     """CE + lambda * T^2 * mean KL over the batch's response tokens (rows carry `lwf_row`, the index of
     their teacher distributions)."""
 
-    def __init__(self, teachers: dict[tuple[str, str], int], topk: list[Teacher], lam: float, temperature: float):
+    def __init__(self, teachers: dict[tuple[str, str, str], int], topk: list[Teacher], lam: float, temperature: float):
         self.rows, self.topk, self.lam, self.temperature = teachers, topk, lam, temperature
 
     def encode(self, example: TrainExample, max_len: int) -> dict[str, list[int]]:
-        return {"lwf_row": [self.rows.get((example.instance.uid, example.shown_instruction), -1)]}
+        return {"lwf_row": [self.rows.get(teacher_key(example), -1)]}
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         logits, targets, valid = response_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
@@ -107,12 +112,11 @@ class LwF(ReplayStrategy):
         lcfg = self.cfg.replay.lwf
         if ctx.stage == 0 or ctx.model is None or lcfg.lam == 0:
             return StageHooks()
-        keys = list(dict.fromkeys((ex.instance.uid, ex.shown_instruction) for ex in examples))
         first = {}
         for ex in examples:
-            first.setdefault((ex.instance.uid, ex.shown_instruction), ex)
-        max_len = self.cfg.train.max_length
-        rows = [ctx.model.encoder.example(k[1], first[k].instance.input, first[k].instance.output, max_len)
-                for k in keys]
+            first.setdefault(teacher_key(ex), ex)
+        keys, max_len = list(first), self.cfg.train.max_length
+        rows = [ctx.model.encoder.example(ex.shown_instruction, ex.instance.input, ex.target, max_len)
+                for ex in first.values()]
         topk = teacher_topk(ctx.model, rows, lcfg.temperature, lcfg.top_k, lcfg.batch_size)
         return StageHooks(objective=LwFObjective({k: i for i, k in enumerate(keys)}, topk, lcfg.lam, lcfg.temperature))

@@ -1,7 +1,9 @@
-"""Random replay: b random instances of each previous task."""
+"""Random replay: b random instances of each previous task; what a task cannot give (it stores fewer than
+b) goes to the others, as every strategy's budget does, so that all spend B_t at a stage."""
 import numpy as np
 
-from citune.replay.base import ReplayRecord, ReplayStrategy, register
+from citune.replay.base import ReplayRecord, StageContext, register
+from citune.replay.per_task import EqualQuotaReplay
 from citune.types import Instance, Task
 
 
@@ -13,11 +15,8 @@ def random_draw(task: Task, n: int, rng: np.random.Generator) -> list[Instance]:
 
 
 @register("random")
-class RandomReplay(ReplayStrategy):
+class RandomReplay(EqualQuotaReplay):
     paper = "experience replay with random samples, the baseline of both papers"
-    def select(self, ctx):
-        records = []
-        for task in ctx.previous:
-            drawn = random_draw(task, ctx.per_task, ctx.rng("random", task.name))
-            records += [ReplayRecord(x, {"quota": len(drawn)}) for x in drawn]
-        return records
+
+    def pick(self, ctx: StageContext, task: Task, quota: int, shared=None) -> list[ReplayRecord]:
+        return [ReplayRecord(x, {"quota": quota}) for x in random_draw(task, quota, ctx.rng("random", task.name))]

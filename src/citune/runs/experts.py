@@ -13,7 +13,7 @@ from accelerate import Accelerator
 
 from citune.config import Config
 from citune.types import Task
-from citune.types import TrainExample
+from citune.types import TrainExample, per_reference
 from citune.engine.trainer import prepare_for_training, release, train_stage
 from citune.evaluation.evaluate import evaluate_task
 from citune.evaluation.metrics import primary_score
@@ -36,7 +36,8 @@ def expert_score(cfg: Config, task: Task, cache: Path, accelerator: Accelerator)
         return primary_score(read_json(path))
     bundle = load_model(cfg.model, cache, seed=cfg.seed)
     model = prepare_for_training(accelerator, bundle.model, cfg.train)
-    train_stage(accelerator, bundle, [TrainExample(x) for x in task.train], cfg.train, cfg.seed * 1000 + 999,
+    train_stage(accelerator, bundle, per_reference([TrainExample(x) for x in task.train], cfg.train.references),
+                cfg.train, cfg.seed * 1000 + 999,
                 label=f"expert {task.name}", model=model)
     summary, _ = evaluate_task(bundle, task, cfg, build_checker(task))
     release(accelerator, model)  # an expert is scored once; the run's own model stays prepared

@@ -12,7 +12,7 @@ from accelerate.utils import DistributedType
 from citune.config import Config
 from citune.data import build_stream
 from citune.models.checkpoint import load_trainable, save_trainable
-from citune.types import Stream
+from citune.types import Stream, per_reference
 from citune.models.sharding import params_sharded
 from citune.engine.zero import load_models_whole
 from citune.engine.trainer import (configure_threads, cpu_processes, peak_memory_mb, prepare_for_training,
@@ -192,7 +192,7 @@ class StageLoop:
         ctx, index = self.context(entry["index"]), entry["index"]
         seed_everything(entry["seed"])
         replay, select_seconds = timed(self.strategy.select, ctx)
-        examples = self.strategy.training_data(ctx, replay)
+        examples = per_reference(self.strategy.training_data(ctx, replay), self.cfg.train.references)
         hooks, hook_seconds = timed(self.strategy.hooks, ctx, examples)  # LwF's teacher, A-GEM's memory, adapters
         stats = train_stage(self.accelerator, self.bundle, examples, self.cfg.train, entry["seed"], hooks.objective,
                             self.bars, label=f"train {entry['task']}", model=self.train_model,
@@ -203,7 +203,8 @@ class StageLoop:
         _, learn_seconds = timed(self.strategy.after_stage, ctx)  # KPIG's learned IG, EWC's Fisher
         if self.main:
             self.run.write_state(index, self.strategy.state_tensors())
-        rows = [r.to_record(self.strategy.name, self.cfg.seed) for r in replay]
+        rows = [r.to_record(self.strategy.name, self.cfg.seed, ctx.draw_seed(self.strategy.replay_name, r.instance.task))
+                for r in replay]
         entry.update(self.strategy.stage_facts())
         if stats.projections is not None:
             entry["projections"] = stats.projections

@@ -144,3 +144,46 @@ def test_local_transformers_tagger_reports_invalid_output(tmp_path):
     tagger = LLMTagger(LLMClient(local_model="tiny", cache_dir=cache_root(), max_new_tokens=4), retries=1)
     with pytest.raises(TaggerError, match="2 attempts"):
         tagger("Classify the tweet.")
+
+
+def test_the_keyphrase_tagger_keeps_as_many_tags_as_are_relevant():
+    """Issue 21, defect 1: the tagger returned k tags for every instruction, so InsInfo's complexity term
+    (the tag count) was a constant; now a phrase must reach the relevance threshold (the best one always
+    counts), in MMR order."""
+    axes = {"sentiment": [1, 0, 0], "tweet": [0.8, 0.6, 0], "classify": [0.6, 0, 0.8], "sentiment tweet": [0.9, 0.43589, 0]}
+
+    def embed(texts):
+        return np.array([axes.get(t, [0.0, 0.0, 1.0]) for t in texts], dtype=np.float32)
+
+    axes["Classify the sentiment of the tweet"] = [1, 0, 0]
+    axes["Tweet"] = [0.8, 0.6, 0]
+    tags = keyphrase_tags(["Classify the sentiment of the tweet", "Tweet"], 5, embed, threshold=0.7)
+    assert tags[0][0] == "sentiment" and "classify" not in tags[0]  # relevance 0.6 < 0.7
+    assert tags[1] == ["tweet"]  # a single candidate: one tag, not k
+    assert len({len(t) for t in tags}) > 1
+    # MMR: with weight on novelty the near-duplicate "sentiment tweet" comes after the distinct "tweet"
+    assert keyphrase_tags(["Classify the sentiment of the tweet"], 3, embed, threshold=0.7, diversity=0.9)[0][:2] == [
+        "sentiment", "tweet"]
+
+
+def test_tag_and_key_part_caches_are_keyed_by_the_code_that_made_them(monkeypatch):
+    """Issue 21, defect 6: a hand-kept version string keyed the caches, so a changed heuristic read stale
+    entries; the key now holds a digest of the producing code."""
+    import inspect
+
+    from citune.cache import code_digest
+    from citune.replay.inscl.tagging import tagger_identity
+    from citune.replay.kpig.config import KPIGConfig
+    from citune.replay.kpig.keyparts import KeyPartExtractor
+
+    cfg = InsCLConfig()
+    before = tagger_identity(cfg), KeyPartExtractor(KPIGConfig()).model_id
+    assert tagger_identity(InsCLConfig(keyphrase_threshold=0.2)) != before[0]  # settings are in the key
+    real = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda obj: real(obj) + "\n# edited")
+    code_digest.cache_clear()
+    try:
+        assert tagger_identity(cfg) != before[0] and KeyPartExtractor(KPIGConfig()).model_id != before[1]
+    finally:
+        monkeypatch.setattr(inspect, "getsource", real)
+        code_digest.cache_clear()

@@ -131,3 +131,31 @@ def test_selection_current_replay_and_no_key_parts(setup):
     loss, logs = obj.loss(bundle.model, batch_of(bundle, examples, obj))
     assert logs["ig_count"] == 0 and logs["hinge"] == 0.0
     assert loss.item() == pytest.approx(manual(bundle, examples, spans, 1.0, 0.5, {0})[0].item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_average_to_the_single_process_gradient(setup, world):
+    """Issue 21, defect 4: weighted by a rank's share of response tokens (right for CE's token mean) the
+    hinge's mean over examples came out wrong under several processes. Each rank's share as the trainer
+    computes it (`rank_loss`), averaged as DDP averages gradients, must equal one process's gradient."""
+    from citune.engine.trainer import rank_loss
+    from citune.engine.batching import response_token_count
+
+    bundle, examples, spans = setup
+    obj = objective(bundle, spans, margin=5.0, on="replay")  # only the third example is selected for the hinge
+    rows = encode_examples(bundle.encoder, examples, 128, obj)
+    resp = [response_token_count(r) for r in rows]
+    params = [p for p in bundle.model.parameters() if p.requires_grad]
+    batch_idx, pad = [0, 1, 2], bundle.tokenizer.pad_token_id
+
+    def grads(rank, world):
+        loss, _ = rank_loss(bundle.model, obj, (), rows, resp, batch_idx, rank, world, pad, "cpu")
+        return torch.autograd.grad(loss, params, allow_unused=True)
+
+    one = grads(0, 1)
+    ranks = [grads(r, world) for r in range(world)]
+    for k, g in enumerate(one):
+        if g is None:
+            continue
+        avg = sum(r[k] for r in ranks if r[k] is not None) / world
+        assert torch.allclose(avg, g, atol=1e-6, rtol=1e-4)

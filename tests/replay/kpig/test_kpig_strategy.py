@@ -72,7 +72,7 @@ def test_ig_learned_then_selection(stream, tiny_bundle, tmp_path):
     colours = stream.tasks[1]
     recs = by_task.get("colours", [])
     if recs:
-        pool = strategy.order(ctx, colours)[: max(cfg.replay.kpig.pool, len(recs))]
+        pool = strategy.pool(ctx, colours, len(recs))
         scores = strategy.scores(ctx, colours, [colours.train[i] for i in pool])
         chosen = {r.instance.uid for r in recs}
         worst_chosen = max(r.info["ig"] for r in recs)
@@ -165,3 +165,15 @@ def test_plan_needs_no_model(stream, tmp_path):
     cfg = config()
     plan = get_strategy("kpig", cfg).plan(StageContext(cfg=cfg, stream=stream, stage=2, cache_dir=tmp_path))
     assert plan["budget"] == 8 and plan["quotas"] is None
+
+
+def test_the_pool_is_drawn_afresh_per_stage_and_exceeds_the_quota(stream, tmp_path):
+    """Issue 21, defect 2: the pool was a fixed prefix no larger than the probe, so a quota at least the
+    pool's size replayed that prefix at every stage, whatever the IG."""
+    cfg = config("replay.kpig.pool=4", "replay.kpig.probe=4")
+    strategy = get_strategy("kpig", cfg)
+    colours = stream.tasks[1]  # 12 stored
+    at = {stage: strategy.pool(StageContext(cfg, stream, stage, tmp_path), colours, 4) for stage in (2, 3, 4)}
+    assert all(len(p) == 8 and len(set(p)) == 8 for p in at.values())  # 2 x the quota of 4, more than the quota
+    assert len({tuple(sorted(p)) for p in at.values()}) > 1  # another draw at another stage
+    assert sorted(strategy.pool(StageContext(cfg, stream, 2, tmp_path), colours, 10)) == list(range(12))

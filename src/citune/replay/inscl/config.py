@@ -27,7 +27,12 @@ class InsCLConfig(Strict):
         "(InsCL) or those closer")
     tagger: Literal["keyphrase", "llm"] = Field("keyphrase", description="instruction tags for InsInfo: the "
                                                 "offline keyphrase tagger, or an LLM")
-    tags_per_instruction: int = Field(5, gt=0, description="tags asked of the tagger per instruction")
+    tags_per_instruction: int = Field(5, gt=0, description="most tags per instruction (the keyphrase tagger keeps "
+                                      "fewer when fewer phrases are relevant enough)")
+    keyphrase_threshold: float = Field(0.5, ge=-1, le=1, description="keyphrase tagger: a phrase is a tag only when "
+                                       "its cosine similarity to the whole instruction is at least this")
+    keyphrase_diversity: float = Field(0.3, ge=0, le=1, description="keyphrase tagger: the MMR weight of novelty "
+                                       "against relevance when ordering the phrases (0: by relevance alone)")
     tagger_model: Optional[str] = Field(None, description="local transformers model directory for the llm tagger")
     endpoint_url: Optional[str] = Field(None, description="OpenAI-compatible endpoint for the llm tagger (a "
                                         "server root gets /v1/chat/completions)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 
 from citune.errors import InputError
 from citune.models.llm import LLMClient, LLMError, NoValidAnswer, chat_completions_url
-from citune.cache import content_key, store
+from citune.cache import code_digest, content_key, store
 
 if TYPE_CHECKING:
     from citune.replay.inscl.config import InsCLConfig
@@ -73,19 +74,40 @@ def candidate_phrases(text: str, max_ngram: int = 2) -> list[str]:
     return list(out)
 
 
-def keyphrase_tags(instructions: Sequence[str], k: int, embed: Embed, max_ngram: int = 2) -> list[list[str]]:
-    """Top-k candidate phrases of each instruction by cosine similarity to the instruction (ties: first seen)."""
+def keyphrase_tags(instructions: Sequence[str], k: int, embed: Embed, max_ngram: int = 2, threshold: float = -1.0,
+                   diversity: float = 0.0) -> list[list[str]]:
+    """KeyBERT-style tags (METHODS.md §3.4): candidate phrases of each instruction whose cosine similarity to the
+    whole instruction reaches `threshold`, taken in maximal-marginal-relevance order — each next phrase maximises
+    (1 - diversity) * relevance - diversity * (its highest similarity to a phrase already taken) — at most k
+    (ties: first seen); the most relevant phrase is always a tag. How many pass the threshold varies with the
+    instruction, and so does InsInfo."""
     cands = [candidate_phrases(s, max_ngram) for s in instructions]
     phrases = list(dict.fromkeys(p for c in cands for p in c))
     if not phrases:
         return [[] for _ in instructions]
     vec = dict(zip(phrases, embed(phrases)))
     whole = embed(list(instructions))
-    out = []
-    for c, v in zip(cands, whole):
-        sims = np.array([float(vec[p] @ v) for p in c])
-        out.append([c[i] for i in np.argsort(-sims, kind="stable")[:k]])
-    return out
+    return [mmr([vec[p] for p in c], v, c, k, threshold, diversity) for c, v in zip(cands, whole)]
+
+
+def mmr(points: Sequence[np.ndarray], doc: np.ndarray, names: Sequence[str], k: int, threshold: float,
+        diversity: float) -> list[str]:
+    """The most relevant of `names` (unit vectors `points`) to `doc`, then those relevant by `threshold`, in MMR
+    order, at most k."""
+    if not names:
+        return []
+    p = np.stack(points).astype(np.float64)
+    relevance = p @ doc.astype(np.float64)
+    best_first = int(np.argmax(relevance))  # every instruction has an intention: its most relevant phrase
+    left = [i for i in range(len(names)) if relevance[i] >= threshold and i != best_first]
+    taken: list[int] = [best_first][:k]
+    while left and len(taken) < k:
+        novelty = (p[left] @ p[taken].T).max(axis=1) if taken else np.zeros(len(left))
+        score = (1 - diversity) * relevance[left] - diversity * novelty
+        best = left[int(np.argmax(score))]  # the first of equal scores
+        taken.append(best)
+        left.remove(best)
+    return [names[i] for i in taken]
 
 
 # ---------------------------------------------------------------- llm taggers
@@ -174,7 +196,9 @@ def tagger_identity(cfg: "InsCLConfig") -> tuple[str, str]:
     if cfg.tagger == "keyphrase":
         from citune.models.embeddings import SENTENCE_MODEL
 
-        return f"keyphrase:k={cfg.tags_per_instruction}:n={cfg.keyphrase_max_ngram}", SENTENCE_MODEL
+        settings = (f"k={cfg.tags_per_instruction}:n={cfg.keyphrase_max_ngram}:t={cfg.keyphrase_threshold}:"
+                    f"d={cfg.keyphrase_diversity}")
+        return f"keyphrase:{settings}:{code_digest(sys.modules[__name__])}", SENTENCE_MODEL
     if cfg.endpoint_url:
         return "llm:instag", f"{cfg.endpoint_model}@{chat_completions_url(cfg.endpoint_url)}"
     from citune.config import ModelConfig
@@ -185,7 +209,8 @@ def tagger_identity(cfg: "InsCLConfig") -> tuple[str, str]:
 
 def _tag_function(cfg: "InsCLConfig", cache_dir: Path, embed: Embed) -> Callable[[list[str]], list[list[str]]]:
     if cfg.tagger == "keyphrase":
-        return lambda texts: keyphrase_tags(texts, cfg.tags_per_instruction, embed, cfg.keyphrase_max_ngram)
+        return lambda texts: keyphrase_tags(texts, cfg.tags_per_instruction, embed, cfg.keyphrase_max_ngram,
+                                            cfg.keyphrase_threshold, cfg.keyphrase_diversity)
     one = LLMTagger(llm_client(cfg, cache_dir), cfg.retries)
     return lambda texts: [one(t) for t in texts]
 

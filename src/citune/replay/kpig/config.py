@@ -28,9 +28,10 @@ class KPIGConfig(Strict):
     ig: Literal["nll", "entropy", "kl"] = Field("nll", description="information gain measured as the drop in "
                                                 "response NLL, in entropy, or as a KL divergence")
     probe: int = Field(32, gt=0, description="instances per task scored for the task's mean IG")
-    # The first `pool` of the same seeded order as the probe, so up to `probe` of them are scored already:
-    # pool = probe costs nothing beyond the probe; every candidate more costs two forward passes per stage.
-    pool: int = Field(32, gt=0, description="candidates ranked by IG inside a task (at least its quota)")
+    # Every candidate costs two forward passes per stage (those of the probe are scored already).
+    pool: int = Field(32, gt=0, description="candidates ranked by IG inside a task, drawn afresh at every stage")
+    pool_factor: float = Field(2.0, gt=1, description="the pool holds at least pool_factor x the task's quota "
+                               "(all it stores when that is less), so that IG always chooses")
     batch_size: int = Field(8, gt=0, description="instances per IG scoring batch (each is scored full and masked)")
     quota: Literal["drop", "softmax"] = Field("drop", description="task quotas proportional to max(epsilon, IG "
                                               "when learned - IG now), or to exp(-IG now / tau)")

@@ -22,9 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from citune.cache import content_key, store
+from citune.cache import code_digest, content_key, store
 from citune.errors import InputError
-from citune.data.instructions import HEURISTIC_VERSION, heuristic_spans, join_spans, label_sets, locate
+from citune.data import instructions
+from citune.data.instructions import heuristic_spans, join_spans, label_sets, locate
 from citune.models.llm import LLMClient, NoValidAnswer
 from citune.spans import Span, merge_spans
 
@@ -88,7 +89,7 @@ class KeyPartExtractor:
     def model_id(self) -> str:
         k = self.kcfg
         if k.extractor == "heuristic":
-            return HEURISTIC_VERSION
+            return f"heuristic:{code_digest(instructions)}"  # the extractor's code: a change misses old entries
         return f"{k.endpoint_url}|{k.endpoint_model}" if k.endpoint_url else str(k.extractor_model)
 
     def spans(self, instruction: str, labels: Sequence[str] | None = None) -> list[Span]:

@@ -7,7 +7,10 @@ batch and the selected masked rows through the model in one concatenated forward
 gradient flows through both. CE is the token mean over the batch's response tokens, as the trainer's
 own loss; IG is per example, token-averaged: NLL(y | x, Ĩ) − NLL(y | x, I). Works with either
 padding side (rows are re-aligned to the left), LoRA or full tuning, and gradient accumulation
-(the trainer scales the returned loss).
+(the trainer scales the returned loss). Under several processes the objective is `scoped`: CE is
+divided by the global batch's response tokens and the hinge by its selected examples (`BatchScope`),
+so that the ranks' average is the single-process loss (a rank's token share would weight the hinge's
+mean wrongly).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Callable, Literal, Mapping, Sequence
 
 import torch
 
-from citune.types import TrainExample
+from citune.types import BatchScope, TrainExample
 from citune.models.loss import left_align, response_logits, stack_left, token_nll
 from citune.spans import Span, mask
 
@@ -23,6 +26,8 @@ Spans = Mapping[str, Sequence[Span]] | Callable[[str], Sequence[Span]]
 
 
 class IGObjective:
+    scoped = True  # the trainer passes the global batch's counts (engine/trainer.py rank_loss)
+
     def __init__(self, encoder, pad_id: int, spans: Spans, placeholder: str = "[...]", lam: float = 0.1,
                  margin: float = 1.0, on: Literal["all", "current", "replay"] = "all"):
         self.encoder = encoder
@@ -49,11 +54,13 @@ class IGObjective:
         x = example.instance
         masked = mask(instruction, spans, self.placeholder)
         # Both prompts keep the same input tokens: the full example is encoded again with its twin.
-        ids, labels = self.encoder.example(instruction, x.input, x.output, max_len, twin=masked)
-        masked_ids, masked_labels = self.encoder.example(masked, x.input, x.output, max_len, twin=instruction)
+        ids, labels = self.encoder.example(instruction, x.input, example.target, max_len, twin=masked)
+        masked_ids, masked_labels = self.encoder.example(masked, x.input, example.target, max_len, twin=instruction)
         return {"input_ids": ids, "labels": labels, "masked_input_ids": masked_ids, "masked_labels": masked_labels}
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+             scope: BatchScope | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """CE + lambda * hinge over this batch (`scope` None), or this rank's share of the global batch's."""
         full = left_align(batch["input_ids"], batch["attention_mask"], batch["labels"])
         selected = (batch["masked_labels"] != -100).any(dim=1)
         parts = [full]
@@ -64,12 +71,16 @@ class IGObjective:
         logits, targets, valid = response_logits(model, ids, attn, labels)
         nll = token_nll(logits, targets, valid)
         b = full[0].shape[0]
-        ce = nll[:b].sum() / valid[:b].sum().clamp(min=1)
+        if scope is None:
+            ce = nll[:b].sum() / valid[:b].sum().clamp(min=1)
+        else:
+            ce = scope.world * nll[:b].sum() / max(1, scope.tokens)
         if not selected.any():
             return ce, {"ce": float(ce.detach()), "hinge": 0.0, "ig_mean": 0.0, "ig_count": 0.0}
         per_example = nll.sum(1) / valid.sum(1).clamp(min=1)
         ig = per_example[b:] - per_example[:b][selected]
-        hinge = torch.clamp(self.margin - ig, min=0).mean()
+        hinges = torch.clamp(self.margin - ig, min=0)
+        hinge = hinges.mean() if scope is None else scope.world * hinges.sum() / max(1, scope.rows["masked_labels"])
         total = ce + self.lam * hinge
         return total, {"ce": float(ce.detach()), "hinge": float(hinge.detach()),
                        "ig_mean": float(ig.detach().mean()), "ig_count": float(ig.numel())}

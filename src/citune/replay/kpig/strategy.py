@@ -10,10 +10,12 @@ Per stage t ≥ 2 (same total budget B_t as random replay):
    after stage t−1; IG_k^learned was stored when task k had just been learned (`after_stage`).
 2. Task quotas ∝ max(ε, IG_k^learned − IG_k) (`drop`) or ∝ exp(−IG_k / τ) (`softmax`),
    integerised by `replay.quota.allocate` (largest remainder, capped by what task k stores).
-3. Inside task k, the instances with the lowest IG from a scored candidate pool (`kpig.pool`
-   instances, at least the quota), ties broken by the seed.
-The probe and pool of a task are fixed prefixes of one seeded permutation of its training split, so
-IG^learned and IG are measured on the same instances. An instance whose instruction has no key
+3. Inside task k, the instances with the lowest IG from a scored candidate pool, ties broken by the seed.
+   The pool is drawn afresh at every stage (seeded by the stage) and holds max(`kpig.pool`,
+   `kpig.pool_factor` x quota) instances, all the task stores when that is less: larger than the quota
+   whenever the task can give more, so that IG always chooses (METHODS.md §4.4).
+The probe of a task is a fixed prefix of one seeded permutation of its training split, the same at
+every stage, so IG^learned and IG are measured on the same instances. An instance whose instruction has no key
 part has no IG (Ĩ = I); it is ranked after every scored one and left out of IG_k (IG_k = 0 when the
 whole probe is like that). `objective` returns the IG hinge objective; `training_data` swaps in
 instruction-diversity variants when `kpig.variants` > 0.
@@ -75,6 +77,11 @@ class KPIGReplay(ReplayStrategy):
         rng = seeded_rng(ctx.seed, "kpig-order", task.name)
         return [int(i) for i in rng.permutation(len(task.train))]
 
+    def pool(self, ctx: StageContext, task: Task, quota: int) -> list[int]:
+        """This stage's candidates of `task`: a fresh seeded draw, larger than `quota` when the task can give more."""
+        size = min(len(task.train), max(self.kcfg.pool, math.ceil(self.kcfg.pool_factor * quota)))
+        return [int(i) for i in ctx.rng("kpig-pool", task.name).permutation(len(task.train))[:size]]
+
     def task_ig(self, ctx: StageContext, task: Task, cache: dict[int, float | None]) -> float:
         """Mean IG over the probe sample (scores are added to `cache`, index -> IG)."""
         probe = self.order(ctx, task)[: self.kcfg.probe]
@@ -117,7 +124,7 @@ class KPIGReplay(ReplayStrategy):
         """The `quota` lowest-IG instances of the candidate pool; unscored ones last; ties by the seed."""
         if quota == 0:
             return []
-        pool = self.order(ctx, task)[: max(self.kcfg.pool, quota)]
+        pool = self.pool(ctx, task, quota)
         self._score_into(ctx, task, pool, cache)
         ties = ctx.rng("kpig", task.name).random(len(pool))
         ranked = sorted(range(len(pool)), key=lambda j: (cache[pool[j]] is None, cache[pool[j]] or 0.0, ties[j]))
