@@ -1,0 +1,100 @@
+"""Design by measurement (issue 21): how the 95 % interval of a paired final-AP difference shrinks with
+test instances per category and with seeds, estimated from a stored pilot, and what a ±2 AP design costs.
+
+    python benchmarks/power.py [--pilot benchmarks/results/superni/curriculum-8cat] [--a inscl] [--b random]
+        [--target 2.0] [--out power]
+
+Model. For seed s, the paired difference of final AP is D_s = mean_j d_js, d_js the mean over category
+j's n test instances of a_i - b_i (the same instances for both strategies). Two variance components:
+- instance noise: Var(d_js | seed) = v_j / n, v_j the variance over instances of the per-instance
+  difference, so Var(D_s | seed) = (1/K^2) sum_j v_j / n;
+- seed noise: sigma_seed^2 = Var_s(D_s) - mean_s Var(D_s | seed) (training randomness and the
+  replayed data; floored at 0).
+With S seeds and n instances per category, the half-width of the 95 % interval of mean_s D_s is
+1.96 * sqrt(sigma_seed^2 / S + (1/K^2) sum_j v_j / (n S)). v_j is measured on the pilot's instances and
+is assumed not to change with n (the test instances are drawn from the same categories). The pilot's
+cost per run (its manifests' stage times) splits into training and evaluation; evaluation scales with n,
+so the cost of a design is S * runs * (train + eval * n / n_pilot). Writes results/<out>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from _common import ROOT, write_result
+
+Z = 1.96
+
+
+def pilot_components(parent: Path, a: str, b: str) -> dict:
+    from citune.runs.archive import open_runs
+    from citune.runs.rundata import instance_scores, load_run
+
+    with open_runs(parent) as folder:
+        runs = {p.name: load_run(p) for p in sorted(folder.glob("*-seed*"))}
+        seeds = sorted({r.seed for r in runs.values() if r.strategy in (a, b)})
+        diffs, within, eval_s, train_s, n_pilot = [], [], [], [], None
+        for seed in seeds:
+            ra, rb = runs[f"{a}-seed{seed}"], runs[f"{b}-seed{seed}"]
+            sa, sb = instance_scores(ra), instance_scores(rb).aligned_to(instance_scores(ra).uids)
+            k = len(sa.tasks)
+            per_cat = [sa.scores[t][k] - sb.scores[t][k] for t in sa.tasks]  # final stage, per instance
+            n_pilot = statistics.mean(len(x) for x in per_cat)
+            diffs.append(float(np.mean([x.mean() for x in per_cat])))
+            within.append(sum(float(np.var(x, ddof=1)) / len(x) for x in per_cat) / k ** 2)
+            for r in (ra, rb):
+                for s in r.stages:
+                    train_s.append(s.get("train_seconds", 0.0) + s.get("selection_seconds", 0.0))
+                    eval_s.append(max(0.0, s.get("seconds", 0.0) - s.get("train_seconds", 0.0)
+                                      - s.get("selection_seconds", 0.0)))
+    seed_var = max(0.0, statistics.variance(diffs) - statistics.mean(within)) if len(diffs) > 1 else 0.0
+    runs_per_seed = 2
+    return {"pilot": str(parent.relative_to(ROOT)) if parent.is_relative_to(ROOT) else str(parent), "a": a, "b": b,
+            "seeds": seeds, "categories": k, "test_per_category": n_pilot, "differences_by_seed": diffs,
+            "mean_difference": statistics.mean(diffs), "instance_variance_sum": statistics.mean(within) * n_pilot,
+            "seed_variance": seed_var, "run_train_seconds": sum(train_s) / (len(seeds) * runs_per_seed),
+            "run_eval_seconds": sum(eval_s) / (len(seeds) * runs_per_seed)}
+
+
+def half_width(c: dict, n: int, seeds: int) -> float:
+    """1.96 * sqrt(sigma_seed^2 / S + (1/K^2) sum_j v_j / (n S)); `instance_variance_sum` is (1/K^2) sum_j v_j."""
+    return Z * math.sqrt(c["seed_variance"] / seeds + c["instance_variance_sum"] / (n * seeds))
+
+
+def cost_hours(c: dict, n: int, seeds: int, strategies: int) -> float:
+    per_run = c["run_train_seconds"] + c["run_eval_seconds"] * n / c["test_per_category"]
+    return seeds * strategies * per_run / 3600
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pilot", type=Path, default=ROOT / "benchmarks" / "results" / "superni" / "curriculum-8cat")
+    ap.add_argument("--a", default="inscl")
+    ap.add_argument("--b", default="random")
+    ap.add_argument("--target", type=float, default=2.0)
+    ap.add_argument("--strategies", type=int, default=10, help="strategies of the planned benchmark (for cost)")
+    ap.add_argument("--out", default="power")
+    args = ap.parse_args()
+    c = pilot_components(args.pilot, args.a, args.b)
+    grid = [{"test_per_category": n, "seeds": s, "half_width": round(half_width(c, n, s), 2),
+             "cpu_hours": round(cost_hours(c, n, s, args.strategies), 1)}
+            for n in (3, 8, 16, 32, 64, 128) for s in (3, 5, 10, 20)]
+    reach = [g for g in grid if g["half_width"] <= args.target]
+    best = min(reach, key=lambda g: g["cpu_hours"]) if reach else None
+    result = {**c, "target": args.target, "strategies": args.strategies, "grid": grid, "cheapest_reaching_target": best,
+              "seed_floor_half_width_at_20_seeds": round(Z * math.sqrt(c["seed_variance"] / 20), 2)}
+    for g in grid:
+        print(f"n={g['test_per_category']:4d} seeds={g['seeds']:3d}  ±{g['half_width']:6.2f} AP  "
+              f"{g['cpu_hours']:7.1f} CPU h")
+    print("components:", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in c.items()
+                          if k not in ("differences_by_seed",)})
+    print("cheapest design reaching the target:", best)
+    print(write_result(args.out, result))
+
+
+if __name__ == "__main__":
+    main()
