@@ -1,8 +1,8 @@
 """Design by measurement (issue 21): how the 95 % interval of a paired final-AP difference shrinks with
 test instances per category and with seeds, estimated from a stored pilot, and what a ±2 AP design costs.
 
-    python benchmarks/power.py [--pilot benchmarks/results/superni/curriculum-8cat] [--a inscl] [--b random]
-        [--target 2.0] [--out power]
+    python benchmarks/power.py [--pilot DIR ...] [--a inscl] [--b random] [--target 2.0] [--train-scale 4]
+        [--strategies 10] [--out power]
 
 Model. For seed s, the paired difference of final AP is D_s = mean_j d_js, d_js the mean over category
 j's n test instances of a_i - b_i (the same instances for both strategies). Two variance components:
@@ -14,7 +14,9 @@ With S seeds and n instances per category, the half-width of the 95 % interval o
 1.96 * sqrt(sigma_seed^2 / S + (1/K^2) sum_j v_j / (n S)). v_j is measured on the pilot's instances and
 is assumed not to change with n (the test instances are drawn from the same categories). The pilot's
 cost per run (its manifests' stage times) splits into training and evaluation; evaluation scales with n,
-so the cost of a design is S * runs * (train + eval * n / n_pilot). Writes results/<out>.json.
+so the cost of a design is S * strategies * (train * train_scale + eval * n / n_pilot) (`--train-scale`: the
+planned training set over the pilot's). With several pilots the larger of each variance component is
+used (a conservative design; 3 seeds estimate a variance poorly). Writes results/<out>.json.
 """
 from __future__ import annotations
 
@@ -65,27 +67,42 @@ def half_width(c: dict, n: int, seeds: int) -> float:
     return Z * math.sqrt(c["seed_variance"] / seeds + c["instance_variance_sum"] / (n * seeds))
 
 
-def cost_hours(c: dict, n: int, seeds: int, strategies: int) -> float:
-    per_run = c["run_train_seconds"] + c["run_eval_seconds"] * n / c["test_per_category"]
+def conservative(pilots: list[dict]) -> dict:
+    """One set of components from several pilots: the larger variance of each kind, the mean costs."""
+    out = dict(pilots[0])
+    out["pilot"] = [p["pilot"] for p in pilots]
+    for key in ("instance_variance_sum", "seed_variance"):
+        out[key] = max(p[key] for p in pilots)
+    for key in ("run_train_seconds", "run_eval_seconds"):
+        out[key] = statistics.mean(p[key] for p in pilots)
+    return out
+
+
+def cost_hours(c: dict, n: int, seeds: int, strategies: int, train_scale: float = 1.0) -> float:
+    per_run = c["run_train_seconds"] * train_scale + c["run_eval_seconds"] * n / c["test_per_category"]
     return seeds * strategies * per_run / 3600
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pilot", type=Path, default=ROOT / "benchmarks" / "results" / "superni" / "curriculum-8cat")
+    ap.add_argument("--pilot", type=Path, nargs="+", default=[ROOT / "benchmarks" / "results" / "superni" / d
+                                                             for d in ("curriculum-8cat-seeded", "random-8cat-seeded")])
     ap.add_argument("--a", default="inscl")
     ap.add_argument("--b", default="random")
     ap.add_argument("--target", type=float, default=2.0)
     ap.add_argument("--strategies", type=int, default=10, help="strategies of the planned benchmark (for cost)")
+    ap.add_argument("--train-scale", type=float, default=4.0, help="planned training instances over the pilot's")
     ap.add_argument("--out", default="power")
     args = ap.parse_args()
-    c = pilot_components(args.pilot, args.a, args.b)
+    pilots = [pilot_components(p.resolve(), args.a, args.b) for p in args.pilot]
+    c = conservative(pilots)
     grid = [{"test_per_category": n, "seeds": s, "half_width": round(half_width(c, n, s), 2),
-             "cpu_hours": round(cost_hours(c, n, s, args.strategies), 1)}
+             "cpu_hours": round(cost_hours(c, n, s, args.strategies, args.train_scale), 1)}
             for n in (3, 8, 16, 32, 64, 128) for s in (3, 5, 10, 20)]
     reach = [g for g in grid if g["half_width"] <= args.target]
     best = min(reach, key=lambda g: g["cpu_hours"]) if reach else None
-    result = {**c, "target": args.target, "strategies": args.strategies, "grid": grid, "cheapest_reaching_target": best,
+    result = {**c, "pilots": pilots, "target": args.target, "strategies": args.strategies,
+              "train_scale": args.train_scale, "grid": grid, "cheapest_reaching_target": best,
               "seed_floor_half_width_at_20_seeds": round(Z * math.sqrt(c["seed_variance"] / 20), 2)}
     for g in grid:
         print(f"n={g['test_per_category']:4d} seeds={g['seeds']:3d}  ±{g['half_width']:6.2f} AP  "

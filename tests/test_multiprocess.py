@@ -182,7 +182,7 @@ def test_rank_slices_reproduce_the_single_process_gradient():
 # lambda = 1 keeps the tiny model's full fine-tuning off the stiff regime where the anchor (lambda 5000)
 # amplifies float rounding beyond the tolerance; a penalty counted twice would still show (about 1e-3).
 METHODS = [*(o for o in OVERRIDES if not o.startswith(("replay.", "eval.ub"))), "replay.strategy=random+ewc+agem",
-           "replay.ewc.fisher_samples=8", "replay.ewc.lambda=1"]
+           "replay.ewc.fisher_samples=8", "replay.ewc.lambda=1", "train.epochs=1"]
 
 
 @pytest.fixture(scope="module")

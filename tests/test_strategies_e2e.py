@@ -26,9 +26,14 @@ def _replay(out: Path, stage: int) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+# SSR generates with the tiny random model, which never stops before its bound: short bounds, one round.
+QUICK = {"ssr": ["replay.ssr.max_new_tokens=8", "replay.ssr.max_rounds=1", "replay.ssr.pool_factor=1.5"]}
+
+
 def _config(name: str, *more: str):
     lora = ["model.finetune=lora"] if NEEDS_LORA & set(name.split("+")) else []
-    return load_config(TINY, [f"replay.strategy={name}", "train.epochs=1", "run.quiet=true", *lora, *more])
+    quick = [o for part in name.split("+") for o in QUICK.get(part, [])]
+    return load_config(TINY, [f"replay.strategy={name}", "train.epochs=1", "run.quiet=true", *lora, *quick, *more])
 
 
 def _check_run(name: str, cfg, out: Path, metrics: dict) -> None:
