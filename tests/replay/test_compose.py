@@ -38,3 +38,15 @@ def test_replay_comes_from_the_replay_part_and_hooks_from_every_part(tiny_bundle
     hooks = both.hooks(ctx, [])
     assert len(hooks.penalties) == 1 and hooks.projection is not None and len(hooks.projection.memory) == 4
     assert set(both.state_tensors()) == {f"ewc/{k}" for k in ewc.state_tensors()}
+
+
+def test_two_projections_are_refused_before_a_run_and_lwf_keeps_to_data_parallel():
+    cfg = load_config(None, ["replay.strategy=agem"])
+    agem = get_strategy("agem", cfg)
+    with pytest.raises(InputError, match="agem and agem2 both project the gradient"):  # one projector is registered: two members make the clash
+        from citune.replay.compose import Combination
+
+        twin = get_strategy("agem", cfg)
+        twin.name = "agem2"
+        Combination("agem+agem2", [agem, twin], cfg)
+    assert get_strategy("lwf", cfg).distributed == ("NO", "MULTI_CPU", "MULTI_GPU")

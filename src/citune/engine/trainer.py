@@ -281,11 +281,10 @@ class ReferenceGradient:
 
     def gradient(self) -> list[torch.Tensor]:
         acc, world = self.accelerator, self.accelerator.num_processes
-        pick = sorted(self.rng.choice(len(self.rows), size=min(self.cfg.batch_size, len(self.rows)), replace=False))
-        part = rank_slice([int(i) for i in pick], acc.process_index, world)
-        weight = world * sum(self.resp[i] for i in part) / max(1, sum(self.resp[i] for i in pick)) if part else 0.0
-        batch = {k: v.to(acc.device) for k, v in collate([self.rows[i] for i in part or pick[:1]], self.pad_id).items()}
-        loss = response_loss(self.module, batch) * weight
+        pick = sorted(int(i) for i in self.rng.choice(len(self.rows), size=min(self.cfg.batch_size, len(self.rows)),
+                                                      replace=False))
+        loss, _ = rank_loss(self.module, None, (), self.rows, self.resp, pick, acc.process_index, world, self.pad_id,
+                            acc.device)
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
         if world > 1:

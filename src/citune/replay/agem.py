@@ -53,6 +53,7 @@ class AGEM(ReplayStrategy):
     role = "training"
     paper = "A-GEM: Chaudhry et al., Efficient Lifelong Learning with A-GEM, ICLR 2019"
     distributed = DATA_PARALLEL
+    projects = True
 
     def select(self, ctx: StageContext):
         return []

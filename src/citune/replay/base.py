@@ -88,6 +88,8 @@ class ReplayStrategy:
     paper: ClassVar[str] = ""  # where the method comes from, as the report names it
     needs_model: ClassVar[bool] = False  # True when selection uses the trained model
     distributed: ClassVar[tuple[str, ...] | None] = None  # Accelerate distributed types it runs under; None: all
+    adapters: ClassVar[bool] = False  # manages the LoRA adapters (one per task)
+    projects: ClassVar[bool] = False  # adjusts each update's gradient (a GradientProjection)
 
     def __init__(self, cfg: "Config"):
         self.cfg = cfg

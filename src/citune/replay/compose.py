@@ -25,10 +25,10 @@ class Combination(ReplayStrategy):
             raise InputError(f"{' and '.join(owners)} both define the training loss and cannot be combined (for "
                              "kpig, replay.kpig.objective=false keeps its replay and drops its hinge)",
                              config_file(cfg), "replay.strategy")
-        adapters = [m.name for m in members if getattr(m, "adapters", False)]
-        if len(adapters) > 1:
-            raise InputError(f"{' and '.join(adapters)} both manage the LoRA adapters", config_file(cfg),
-                             "replay.strategy")
+        for kind, clash in (("adapters", "manage the LoRA adapters"), ("projects", "project the gradient")):
+            names = [m.name for m in members if getattr(m, kind)]
+            if len(names) > 1:
+                raise InputError(f"{' and '.join(names)} both {clash}", config_file(cfg), "replay.strategy")
 
     @property
     def parts(self) -> list[ReplayStrategy]:
@@ -56,8 +56,6 @@ class Combination(ReplayStrategy):
         out = StageHooks()
         for m in self.members:
             h = m.hooks(ctx, examples)
-            if h.projection is not None and out.projection is not None:
-                raise InputError(f"two gradient projections in '{self.name}'", config_file(self.cfg), "replay.strategy")
             out.objective = out.objective or h.objective
             out.projection = out.projection or h.projection
             out.penalties += h.penalties

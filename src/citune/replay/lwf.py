@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field
 
 from citune.config import Strict
 from citune.models.loss import left_batch, response_logits, token_nll
-from citune.replay.base import ReplayStrategy, StageContext, register
+from citune.replay.base import DATA_PARALLEL, ReplayStrategy, StageContext, register
 from citune.types import StageHooks, TrainExample
 
 
@@ -101,6 +101,7 @@ class LwFObjective:
 class LwF(ReplayStrategy):
     role = "training"
     paper = "LwF: Li & Hoiem, Learning without Forgetting, ECCV 2016 / TPAMI 2017"
+    distributed = DATA_PARALLEL  # the teacher pass runs the unwrapped model on every rank: whole parameters
 
     def select(self, ctx: StageContext):
         return []
