@@ -106,6 +106,33 @@ def projected_seconds(stream, cfg, strategy: str) -> float:
     return seconds
 
 
+# --design powered: the design chosen by benchmarks/power.py (docs/BENCHMARKS.md, "Designing the powered
+# benchmark"): 32 test instances per category (every SuperNI task of a category represented), 64
+# training instances per category, 8 replayed per previous category (1/8 of its training data, the
+# pilot's share), 5 seeds, ten methods, and each seed's single-task experts so that Relative Gain has
+# both upper bounds (R[j][j] recomputes from the stored matrix; the experts are cached per seed).
+POWERED = [
+    "data.superni.per_source_cap=24",  # 8 tasks x 24 >= 96 = 64 train + 32 test per category
+    "data.max_train_per_task=64",
+    "data.test_size=32",
+    "data.superni.heldout_categories=[Textual Entailment,Title Generation]",
+    "eval.max_test_per_task=32",
+    "eval.eval_unseen=false",
+    "eval.max_new_tokens=16",
+    "eval.batch_size=32",
+    "eval.ub=expert",
+    "train.epochs=1",
+    "train.batch_size=8",  # 8 optimizer steps per category
+    "train.max_length=192",
+    "replay.per_task=8",
+    "replay.kpig.probe=8",
+    "replay.kpig.pool_factor=2",
+]
+POWERED_STRATEGIES = ["none", "random", "inscl", "kpig", "multitask", "inscl-dynamic", "inscl-insinfo", "ewc", "lwf",
+                      "olora"]
+POWERED_SEEDS = "1,2,3,4,5"
+
+
 # --smoke: the pipeline end to end in a minute or two, nothing measured.
 SMOKE = [
     "model.name=tiny", "model.finetune=full", "train.lr=0.003", "train.epochs=1", "train.max_length=128",
@@ -275,7 +302,7 @@ def benchmark(argv: list[str] | None = None) -> int:
     ap.add_argument("--orders", default="curriculum,random", help="category orders (curriculum, random, reverse)")
     ap.add_argument("--strategies", default=None,
                     help="comma-separated strategies for every order (default: the list of each order)")
-    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--seeds", default=None, help=f"default 1,2,3 (--design powered: {POWERED_SEEDS})")
     ap.add_argument("--categories", type=int, default=None,
                     help=f"the first N categories of each order (default {CATEGORIES}; 16: the whole stream)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "runs" / "superni",
@@ -289,6 +316,10 @@ def benchmark(argv: list[str] | None = None) -> int:
                          "another scale (extra overrides) that must not mix with the benchmark's own")
     ap.add_argument("--config", type=Path, default=CONFIG)
     ap.add_argument("--superni-root", default=None, help="the SuperNI data directory (streams/, tasks/)")
+    ap.add_argument("--design", choices=["pilot", "powered"], default="pilot",
+                    help="pilot: the calibrated CPU scale (SCALE, 3 test instances per category); powered: the "
+                         "design of benchmarks/power.py (POWERED: 32 test, 64 train per category, 5 seeds, ten "
+                         "methods; results under <order>-8cat-powered)")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny random model and very small caps: checks the pipeline in ~1-2 minutes")
     ap.add_argument("--dry-run", action="store_true", help="print what would run and the scale; no training")
@@ -305,9 +336,12 @@ def benchmark(argv: list[str] | None = None) -> int:
     from citune.report import build_comparison_report
 
     root = find_superni(args.superni_root)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    powered = args.design == "powered"
+    seeds = [int(s) for s in (args.seeds or (POWERED_SEEDS if powered else "1,2,3")).split(",") if s.strip()]
     orders = [o.strip() for o in args.orders.split(",") if o.strip()]
-    scale = SMOKE if args.smoke else SCALE
+    scale = SMOKE if args.smoke else POWERED if powered else SCALE
+    if powered and not args.smoke:
+        args.tag = "-".join(filter(None, ["powered", args.tag]))
     if args.categories is None:
         args.categories = 2 if args.smoke else CATEGORIES
     if args.results is None:
@@ -322,7 +356,7 @@ def benchmark(argv: list[str] | None = None) -> int:
         if args.categories:
             cats = cats[: args.categories]
         strategies = ([s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies
-                      else STRATEGIES.get(order, STRATEGIES["random"]))
+                      else POWERED_STRATEGIES if powered else STRATEGIES.get(order, STRATEGIES["random"]))
         overrides = [f"data.superni.order={order}", f"data.superni.categories={yaml_list(cats)}", *scale,
                      *args.overrides]
         if configured_root(args.config) != root:  # keep the config's own (relative) root when it finds the data
@@ -361,6 +395,7 @@ def benchmark(argv: list[str] | None = None) -> int:
                 with restored(dest, stored_runs(dest, order_strategies)) as run_dirs:
                     build_comparison_report(dest, run_dirs)
                 invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+                invocation["cpu_seconds"] = round(time.process_time(), 1)  # every thread of this process
                 (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         print_comparison(dest, Console(width=max(100, 24 + 16 * len(strategies))))
         print(f"Results stored in {dest}", flush=True)
