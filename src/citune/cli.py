@@ -74,6 +74,7 @@ def plan(
 ):
     """Dry run: stream, stage sizes and replay quotas per stage, without training."""
     from citune.replay.planning import plan_stream, render_plan
+    from citune.models.loading import check_model_path
     from citune.data import build_stream
     from citune.io import output_file, write_json
     from citune.paths import cache_root
@@ -82,11 +83,24 @@ def plan(
     cfg = _load(config, overrides)
     if as_json:
         output_file(as_json)
+    check_model_path(cfg.model)
     stream = build_stream(cfg)
     plans = plan_stream(cfg, stream, cache_root(cfg.run.cache_dir))
+    print(_recipe(cfg))
     print(render_plan(plans))
     if as_json:
         write_json(as_json, plans)
+
+
+def _recipe(cfg) -> str:
+    """The training recipe in one line, as `plan` shows it before the stages."""
+    t, m = cfg.train, cfg.model
+    batch = f"{t.batch_size} per step" + (f" x {t.grad_accum} accumulated = {t.batch_size * t.grad_accum}"
+                                          if t.grad_accum > 1 else "")
+    return (f"Recipe: {m.name} ({m.finetune} fine-tuning, {m.dtype} weights, mixed precision {t.mixed_precision}"
+            f"{', gradient checkpointing' if t.gradient_checkpointing else ''}), {t.epochs} epoch(s) per stage, "
+            f"lr {t.lr:g} cosine with {t.warmup_ratio:g} warm-up, weight decay {t.weight_decay:g}, batch {batch}, "
+            f"max length {t.max_length}; replay {cfg.replay.strategy}, {cfg.replay.per_task} per previous task")
 
 
 @app.command()

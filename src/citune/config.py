@@ -60,7 +60,13 @@ class ModelConfig(Strict):
     prompt_truncation: Literal["middle", "left"] = Field(
         "middle", description="how a prompt longer than its bound is cut, in training and evaluation alike: the "
         "middle of the input, or its left part; the instruction's head is never cut")
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field("float32", description="weight dtype")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="dtype the weights are stored and updated in; bfloat16 halves memory but every update "
+        "is rounded to bf16's 8-bit mantissa, so small updates are lost (prefer train.mixed_precision: bf16, which "
+        "keeps float32 weights and optimizer state)")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="attention kernel: torch's scaled_dot_product_attention, the eager reference, or "
+        "flash-attention 2 (needs the flash-attn package and a CUDA GPU)")
     trust_remote_code: bool = Field(False, description="let transformers run a model directory's own code")
 
 
@@ -205,6 +211,28 @@ class TrainConfig(Strict):
                                                 "all, an instance with k references is k examples, the replayed "
                                                 "ones included")
     threads: Optional[int] = Field(None, gt=0, description="PyTorch CPU threads; default: the cores per process")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="autocast compute through Accelerate, float32 weights and optimizer state kept: auto = "
+        "the launch profile's setting under accelerate launch, else bf16 on a GPU that supports it and no on the CPU")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass (less "
+                                         "memory, about a third more compute); LoRA and full fine-tuning")
+    effective_batch: Optional[int] = Field(None, gt=0, description="the examples per optimiser update a recipe "
+                                           "requires: batch_size x grad_accum must equal it, and at launch "
+                                           "batch_size must split evenly over the processes")
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, v):
+        return "no" if v is False else v  # YAML reads a bare `no` as false
+
+    @model_validator(mode="after")
+    def _effective_batch(self):
+        if self.effective_batch is not None and self.batch_size * self.grad_accum != self.effective_batch:
+            raise PydanticCustomError(
+                "effective_batch", "{effective} required, but batch_size {batch} x grad_accum {accum} = {product}",
+                {"key": "effective_batch", "effective": self.effective_batch, "batch": self.batch_size,
+                 "accum": self.grad_accum, "product": self.batch_size * self.grad_accum})
+        return self
 
 
 class EvalConfig(Strict):

@@ -26,6 +26,7 @@ from transformers import get_cosine_schedule_with_warmup
 from citune.config import TrainConfig
 from citune.engine.batching import (collate, encode_examples, length_grouped_batches, padding_stats, rank_slice,
                                     response_token_count)
+from citune.models.loading import enable_gradient_checkpointing
 from citune.models.loss import response_loss
 from citune.seeds import seeded_rng
 from citune.types import BatchScope, GradientProjection, Objective, Penalty, TrainExample
@@ -154,6 +155,8 @@ def prepare_for_training(accelerator: Accelerator, model: torch.nn.Module, cfg: 
     """`model` as the stages train it: prepared by Accelerate (DDP, FSDP2), or under DeepSpeed the
     engine made once with its optimizer (engine/zero.py). `checkpoint`: the stage state already
     loaded into `model` on resume (DeepSpeed also restores its float32 masters from it)."""
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     if uses_deepspeed(accelerator):
         return prepare_engine(accelerator, model, cfg, _optimizer, checkpoint)
     return accelerator.prepare(model)

@@ -35,25 +35,56 @@ class ModelBundle:
         return int(getattr(config, "max_position_embeddings", None) or 2048)
 
 
-def resolve_model_dir(cfg: ModelConfig, cache: Path) -> Path:
-    """The directory of safetensors weights for `cfg.name` (converting a GGUF once)."""
+def check_model_path(cfg: ModelConfig) -> Path | None:
+    """The local path `cfg.name` names (None for the embedded and tiny models), refused in one line when it is
+    not a model; nothing is loaded or converted."""
     name = cfg.name
     if name.lower() in EMBEDDED_NAMES or name == "tiny":
-        return embedded_model_dir(cache)
+        return None
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise InputError("GGUF model file not found", str(path))
-        import hashlib
-
-        key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:12]
-        return convert_gguf(path, cache / "models" / f"{path.stem}-{key}")
+        return path
     if not (path / "config.json").is_file():
         raise InputError("not a model: expected 'smollm2-135m', 'tiny', a .gguf file or a directory with config.json",
                          str(path), "model.name")
     if list(path.glob("*.bin")) and not list(path.glob("*.safetensors")):
         raise InputError("only safetensors weights are read (pickled .bin files are refused)", str(path))
     return path
+
+
+def resolve_model_dir(cfg: ModelConfig, cache: Path) -> Path:
+    """The directory of safetensors weights for `cfg.name` (converting a GGUF once)."""
+    path = check_model_path(cfg)
+    if path is None:
+        return embedded_model_dir(cache)
+    if path.suffix == ".gguf":
+        import hashlib
+
+        key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+        return convert_gguf(path, cache / "models" / f"{path.stem}-{key}")
+    return path
+
+
+def check_attention(cfg: ModelConfig, file: str) -> None:
+    """flash_attention_2 runs only on a CUDA GPU with the flash-attn package: say so before anything is loaded."""
+    if cfg.attn_implementation != "flash_attention_2":
+        return
+    import importlib.util
+
+    missing = [need for need, ok in (("the flash-attn package", importlib.util.find_spec("flash_attn") is not None),
+                                     ("a CUDA GPU", torch.cuda.is_available())) if not ok]
+    if missing:
+        raise InputError(f"flash_attention_2 needs {' and '.join(missing)}, not found here: use sdpa (the default)",
+                         file, "model.attn_implementation")
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer's activations in the backward pass (torch's non-reentrant checkpoint).
+    transformers also makes the input embeddings' output require grad, which LoRA (frozen embeddings)
+    needs for the reentrant variant."""
+    model.activation_checkpointing_enable()
 
 
 def load_tokenizer(model_dir: Path, cfg: ModelConfig):
@@ -83,6 +114,7 @@ def _tiny_model(cfg: ModelConfig, tok) -> torch.nn.Module:
         num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
         num_key_value_heads=t.num_key_value_heads, max_position_embeddings=2048, tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        attn_implementation=cfg.attn_implementation,
     )
     with seeded(t.seed):
         return LlamaForCausalLM(config)
@@ -97,7 +129,8 @@ def load_base(cfg: ModelConfig, cache: Path) -> tuple[torch.nn.Module, object, P
         model = _tiny_model(cfg, tok)
     else:
         model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=_DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
+            model_dir, dtype=_DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
+            attn_implementation=cfg.attn_implementation)
     model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok, model_dir
 

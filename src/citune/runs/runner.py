@@ -9,7 +9,7 @@ from typing import Callable
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
-from citune.config import Config
+from citune.config import Config, config_file
 from citune.data import build_stream
 from citune.models.checkpoint import load_trainable, save_trainable
 from citune.types import Stream, per_reference
@@ -22,7 +22,8 @@ from citune.evaluation.evaluate import build_checkers, evaluate_stage
 from citune.evaluation.metrics import metrics_from_evals
 from citune.io import read_json
 from citune.models import load_model
-from citune.models.loading import ModelBundle, resolve_model_dir
+from citune.models.loading import ModelBundle, check_attention, resolve_model_dir
+from citune.engine.precision import check_launch, check_precision, fresh_state, mixed_precision
 from citune.paths import cache_root
 from citune.progress import progress_bars, say
 from citune.replay import StageContext, get_strategy
@@ -32,8 +33,12 @@ from citune.runs.rundir import RunDir, content_hash
 
 def make_accelerator(cfg: Config, run_dir: Path) -> Accelerator:
     trackers = [t for t in cfg.run.report_to if t != "wandb" or _has_wandb()]
-    acc = Accelerator(cpu=cpu_processes(), log_with=trackers or None, project_dir=str(RunDir(run_dir).logs_dir))
+    precision = mixed_precision(cfg.train)
+    fresh_state(precision)
+    acc = Accelerator(cpu=cpu_processes(), mixed_precision=precision, log_with=trackers or None,
+                      project_dir=str(RunDir(run_dir).logs_dir))
     check_distributed(acc)
+    check_launch(cfg.train, acc.num_processes, config_file(cfg))
     if trackers:
         acc.init_trackers("citune", config={"strategy": cfg.replay.strategy, "seed": cfg.seed})
     return acc
@@ -77,6 +82,8 @@ def check_inputs(cfg: Config) -> tuple[Stream, object]:
     strategy = get_strategy(cfg.replay.strategy, cfg)
     strategy.check()
     resolve_model_dir(cfg.model, cache_root(cfg.run.cache_dir))
+    check_attention(cfg.model, config_file(cfg))
+    check_precision(cfg.train, config_file(cfg))
     return stream, strategy
 
 
@@ -97,6 +104,11 @@ def run_stream(cfg: Config, run_dir: Path, resume: bool = False,
     manifest = manifest or run.manifest()
     manifest["dropped"] = stream.dropped()  # per task: instances the data layer dropped, counted
     manifest["methods"] = [{"name": p.name, "role": p.role, "paper": p.paper} for p in strategy.parts]
+    manifest["compute"] = {"mixed_precision": accelerator.mixed_precision, "dtype": cfg.model.dtype,
+                           "attn_implementation": cfg.model.attn_implementation,
+                           "gradient_checkpointing": cfg.train.gradient_checkpointing,
+                           "device": accelerator.device.type, "processes": accelerator.num_processes,
+                           "distributed": accelerator.distributed_type.value}
     if run.finished():
         say(f"[green]{run_dir}: the run is finished; nothing to resume[/green]", cfg.run.quiet)
         return read_json(run.metrics_path)
