@@ -77,9 +77,10 @@ def matmul_peak(n: int = 2048, repeats: int = 5, inner: int = 4, dtype: str = "f
 
 
 def write_result(name: str, result: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    """benchmarks/results/<name>.json, or the file `name` names when it is a path (ends in .json)."""
     result = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), **result}
-    path = RESULTS / f"{name}.json"
+    path = Path(name) if name.endswith(".json") else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path

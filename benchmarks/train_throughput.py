@@ -1,5 +1,6 @@
 """Training throughput: one SuperNI stage, SmolLM2-135M + LoRA, citune's trainer against a plain
-Hugging Face Trainer on the same examples, model, LoRA config and hyper-parameters.
+Hugging Face Trainer and TRL's SFTTrainer (padding-free) on the same examples, model, LoRA config and
+hyper-parameters.
 
     python benchmarks/train_throughput.py [--max-examples N] [--threads T] [--task-index 0]
                                           [--order citune,hf,hf,citune] [--mixed-precision bf16]
@@ -132,6 +133,33 @@ def run_hf_trainer(cfg, rows: list[dict], seed: int, precision: str) -> dict:
             "padding_share": round(1 - real / padded["positions"], 4) if padded["positions"] else 0.0}
 
 
+def run_trl_sft(cfg, rows: list[dict], seed: int, precision: str) -> dict:
+    """TRL's SFTTrainer in its fastest documented configuration for variable-length data: padding-free
+    batches (each batch flattened into one sequence, boundaries from position_ids; transformers masks
+    across them under sdpa too), the same tokenised rows and labels (-100 on the prompt), fused AdamW."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    bundle = fresh_model(cfg, seed, fast_dropout=False)  # PEFT's own LoRA dropout
+    data = Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
+    t = cfg.train
+    with tempfile.TemporaryDirectory() as tmp:
+        args = SFTConfig(
+            output_dir=tmp, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
+            learning_rate=t.lr, num_train_epochs=t.epochs, lr_scheduler_type="cosine", warmup_steps=t.warmup_ratio,
+            weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=seed, use_cpu=not torch.cuda.is_available(),
+            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
+            dataloader_num_workers=0, bf16=precision == "bf16", padding_free=True, max_length=None,
+            dataset_kwargs={"skip_prepare_dataset": True})
+        trainer = SFTTrainer(model=bundle.model, args=args, train_dataset=data, processing_class=bundle.tokenizer)
+        start = time.perf_counter()
+        out = trainer.train()
+        seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 2), "steps": out.global_step, "mean_loss": round(out.training_loss, 4),
+            "padding_share": 0.0}
+
+
 def cpu_seconds() -> float:
     import resource
 
@@ -147,7 +175,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
-    ap.add_argument("--order", default="citune,hf,hf,citune", help="which runs, in this order")
+    ap.add_argument("--order", default="citune,trl,hf,hf,trl,citune",
+                    help="which runs, in this order (citune, trl, hf, citune-torch-dropout)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
                     help="bf16: autocast for both systems, and the peak is measured in bfloat16")
@@ -181,6 +210,8 @@ def main() -> None:
         cpu_before = cpu_seconds()
         if name in ("citune", "citune-torch-dropout"):
             res = run_citune(cfg, instances, args.seed, args.mixed_precision, fast_dropout=name == "citune")
+        elif name == "trl":
+            res = run_trl_sft(cfg, rows, args.seed, args.mixed_precision)
         else:
             res = run_hf_trainer(cfg, rows, args.seed, args.mixed_precision)
         cpu = cpu_seconds() - cpu_before  # this process's user + system time, all threads (model loading included)
@@ -220,6 +251,10 @@ def main() -> None:
         result["ratio_cpu_time"] = round(summary["hf"]["cpu_seconds"] / summary["citune"]["cpu_seconds"], 3)
         print(f"citune / HF Trainer = {result['ratio']}×; MFU citune {summary['citune']['mfu']:.1%}, "
               f"HF {summary['hf']['mfu']:.1%} of {peak} GFLOP/s")
+    if "citune" in summary and "trl" in summary:
+        result["ratio_trl"] = round(summary["citune"]["tokens_per_second"] / summary["trl"]["tokens_per_second"], 3)
+        result["ratio_trl_cpu_time"] = round(summary["trl"]["cpu_seconds"] / summary["citune"]["cpu_seconds"], 3)
+        print(f"citune / TRL SFTTrainer (padding-free) = {result['ratio_trl']}×; MFU TRL {summary['trl']['mfu']:.1%}")
     if "citune" in summary and "citune-torch-dropout" in summary:
         result["ratio_fast_dropout"] = round(summary["citune"]["tokens_per_second"]
                                              / summary["citune-torch-dropout"]["tokens_per_second"], 3)
