@@ -30,7 +30,6 @@ positions whose logits the response-only loss needs. The same definition is used
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -64,7 +63,7 @@ def load_stage(args):
     from citune.data import build_stream
 
     cfg = load_config(None, ["data.kind=superni", f"data.superni.root={args.superni}", f"train.epochs={args.epochs}",
-                             f"train.batch_size={args.batch_size}"])
+                             f"train.batch_size={args.batch_size}", *([f"model.name={args.model}"] if args.model else [])])
     stream = build_stream(cfg)
     task = stream.tasks[args.task_index]
     train = task.train[: args.max_examples] if args.max_examples else task.train
@@ -81,16 +80,19 @@ def fresh_model(cfg, seed: int, fast_dropout: bool = True):
 
 
 def run_citune(cfg, instances, seed: int, precision: str, fast_dropout: bool = True) -> dict:
+    import torch
     from accelerate import Accelerator
 
     from citune.types import TrainExample
     from citune.engine.trainer import train_stage
 
     bundle = fresh_model(cfg, seed, fast_dropout)
-    acc = Accelerator(cpu=True, mixed_precision=precision)
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
     model = acc.prepare(bundle.model)
     start = time.perf_counter()
     stats = train_stage(acc, bundle, [TrainExample(x) for x in instances], cfg.train, seed, model=model)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     losses = [r["loss"] for r in stats.log]
     return {"seconds": round(seconds, 2), "steps": stats.steps, "mean_loss": round(sum(losses) / len(losses), 4),
@@ -178,6 +180,7 @@ def main() -> None:
     ap.add_argument("--order", default="citune,trl,hf,hf,trl,citune",
                     help="which runs, in this order (citune, trl, hf, citune-torch-dropout)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--model", default=None, help="model.name (default: the embedded SmolLM2-135M-Instruct)")
     ap.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
                     help="bf16: autocast for both systems, and the peak is measured in bfloat16")
     ap.add_argument("--out", default="train_throughput")

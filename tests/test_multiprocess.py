@@ -37,11 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "examples" / "tiny.yaml"
 # Two tasks and a held-out one; batches of 3 leave a one-row batch in stage 2 (28 examples), so
 # one rank gets no row of it and runs a zero-weighted step; eval batches of 4 give 2 per task.
-# Updates every 3 batches leave a shorter last group in both stages (16 and 20 batches). Replay is
+# Updates every 3 batches leave a shorter last group in both stages (8 and 10 batches). Replay is
 # InsCL's (sentence encoder, tags, Wasserstein plan: models loaded beside the trained one), and
 # single-task experts (eval.ub=expert) are trained too, each run in a cache of its own.
 OVERRIDES = ["replay.strategy=inscl", "eval.ub=expert", "train.grad_accum=3", "data.synthetic.families=[sentiment,parity]", "data.synthetic.heldout_families=[arithmetic]",
-             "data.synthetic.train_per_task=24", "data.synthetic.test_per_task=8", "train.epochs=2",
+             "data.synthetic.train_per_task=24", "data.synthetic.test_per_task=8", "train.epochs=1",
              "train.batch_size=3", "eval.batch_size=4"]
 
 
@@ -182,7 +182,7 @@ def test_rank_slices_reproduce_the_single_process_gradient():
 # lambda = 1 keeps the tiny model's full fine-tuning off the stiff regime where the anchor (lambda 5000)
 # amplifies float rounding beyond the tolerance; a penalty counted twice would still show (about 1e-3).
 METHODS = [*(o for o in OVERRIDES if not o.startswith(("replay.", "eval.ub"))), "replay.strategy=random+ewc+agem",
-           "replay.ewc.fisher_samples=8", "replay.ewc.lambda=1", "train.epochs=1"]
+           "replay.ewc.fisher_samples=8", "replay.ewc.lambda=1"]
 
 
 @pytest.fixture(scope="module")

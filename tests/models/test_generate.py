@@ -176,29 +176,3 @@ def test_pooled_evaluation_predicts_as_task_by_task(gen_bundle):
     pooled = preds(pool_jobs(reqs, 16))
     separate = preds([j for r in reqs for j in pool_jobs([r], 16)])
     assert len(pooled) == 9 and pooled == separate
-
-
-def test_a_reserved_cache_holds_what_a_growing_one_holds(tiny_bundle):
-    """The decoding cache writes tokens into room reserved up front (no copy of the whole cache per
-    token): after a prefill, rows dropped and tokens beyond the reserve, its keys and values equal
-    transformers' concatenating cache, and it grew only when the reserve ran out."""
-    import torch
-
-    from citune.models.forward import new_cache
-
-    torch.manual_seed(0)
-    plain, reserved = new_cache(tiny_bundle.model), new_cache(tiny_bundle.model, reserve=2)
-    assert type(reserved.layers[0]).__name__ == "ReservedLayer"
-    steps = [torch.randn(3, 2, 5, 8), torch.randn(3, 2, 1, 8), torch.randn(2, 2, 1, 8), torch.randn(2, 2, 1, 8)]
-    buffers = []
-    for i, k in enumerate(steps):
-        if i == 2:  # a row finished: keep rows 0 and 2
-            keep = torch.tensor([0, 2])
-            plain.batch_select_indices(keep)
-            reserved.batch_select_indices(keep)
-        for cache in (plain, reserved):
-            out_k, out_v = cache.layers[0].update(k, -k)
-        assert torch.equal(out_k, plain.layers[0].keys) and torch.equal(out_v, plain.layers[0].values)
-        buffers.append(reserved.layers[0]._k.data_ptr())
-    assert reserved.get_seq_length() == plain.get_seq_length() == 8
-    assert buffers[1] == buffers[0] and buffers[3] != buffers[2]  # in place until the reserve of 2 is spent

@@ -101,71 +101,20 @@ def forward_cached(model, cache, kw: str, logits_to_keep=1, **kwargs):
     return out, (cache if new is None else new)
 
 
-def new_cache(model, reserve: int = 0):
-    """An empty KV cache for `model`. With `reserve` > 0, each full-attention layer keeps its keys and
-    values in a buffer with room for `reserve` more positions than it was first given, and writes every
-    later token in place: transformers' DynamicLayer concatenates at each step, copying the whole cache
-    (measured: 30 % of a decoding batch's time on a 2-core CPU)."""
+def new_cache(model):
     from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
 
     try:
-        cache = DynamicCache(config=getattr(model, "config", None))
+        return DynamicCache(config=getattr(model, "config", None))
     except TypeError:
-        cache = DynamicCache()
-    if reserve > 0 and getattr(cache, "layers", None):
-        reserved = _reserved_layer_class()
-        cache.layers = [reserved(reserve) if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
+        return DynamicCache()
 
 
-@functools.lru_cache(maxsize=None)
-def _reserved_layer_class():
-    from transformers.cache_utils import DynamicLayer
-
-    class ReservedLayer(DynamicLayer):
-        """A DynamicLayer whose keys and values are views of a buffer with room to grow (see `new_cache`)."""
-
-        def __init__(self, reserve: int):
-            super().__init__()
-            self.reserve = reserve
-            self.length = 0
-
-        def _grow(self, key_states, value_states, needed: int) -> None:
-            shape = list(key_states.shape)
-            shape[-2] = needed + self.reserve
-            k, v = key_states.new_empty(shape), value_states.new_empty(shape[:-1] + [value_states.shape[-1]])
-            if self.length:
-                k[..., :self.length, :] = self.keys
-                v[..., :self.length, :] = self.values
-            self._k, self._v = k, v
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            end = self.length + key_states.shape[-2]
-            if self.length == 0 or end > self._k.shape[-2]:
-                self._grow(key_states, value_states, end)
-            self._k[..., self.length:end, :] = key_states
-            self._v[..., self.length:end, :] = value_states
-            self.length = end
-            self.keys, self.values = self._k[..., :end, :], self._v[..., :end, :]
-            return self.keys, self.values
-
-        def batch_select_indices(self, indices: torch.Tensor) -> None:
-            if self.length:
-                self._k, self._v = self._k.index_select(0, indices), self._v.index_select(0, indices)
-                self.keys, self.values = self._k[..., :self.length, :], self._v[..., :self.length, :]
-
-    return ReservedLayer
-
-
-def prefill(model, prompts, pad_id: int, device, reserve: int = 0):
-    """One forward over the left-padded prompts: (output, cache, attention mask, last positions); the
-    cache has room for `reserve` more tokens."""
+def prefill(model, prompts, pad_id: int, device):
+    """One forward over the left-padded prompts: (output, cache, attention mask, last positions)."""
     ids, mask = left_pad(prompts, pad_id, device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out, cache = forward_cached(model, new_cache(model, reserve), cache_kw(model), input_ids=ids, attention_mask=mask,
+    out, cache = forward_cached(model, new_cache(model), cache_kw(model), input_ids=ids, attention_mask=mask,
                           position_ids=pos, use_cache=True)
     return out, cache, mask, pos[:, -1]
 
@@ -183,7 +132,7 @@ def sharing_pays(prompts: Sequence[Sequence[int]], prefix_lens: Sequence[int], m
     return shared < margin * len(prompts) * max(len(p) for p in prompts)
 
 
-def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int = 1, reserve: int = 0):
+def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int = 1):
     """What `prefill` gives (with logits for the last `keep` positions), computing each distinct
     prefix once: prefixes (one row each, left-padded), their cache rows copied to the prompts that
     share them, then the rest of every prompt (left-padded after its prefix; the padding between the
@@ -192,7 +141,7 @@ def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int =
     row_head = [heads.setdefault(tuple(p[:n]), len(heads)) for p, n in zip(prompts, prefix_lens)]
     h_ids, h_mask = left_pad(list(heads), pad_id, device)
     kw = cache_kw(model)
-    out, cache = forward_cached(model, new_cache(model, reserve), kw, input_ids=h_ids, attention_mask=h_mask,
+    out, cache = forward_cached(model, new_cache(model), kw, input_ids=h_ids, attention_mask=h_mask,
                           position_ids=(h_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
     sel = torch.tensor(row_head, device=device)
     cache.batch_select_indices(sel)

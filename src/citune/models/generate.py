@@ -143,9 +143,9 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
     kw = cache_kw(model)
     if prefix_lens is not None and len(prompts) > 1 and sharing_pays(prompts, prefix_lens):
-        out, cache, mask, last = prefill_shared(model, prompts, prefix_lens, pad_id, device, reserve=max(bounds))
+        out, cache, mask, last = prefill_shared(model, prompts, prefix_lens, pad_id, device)
     else:  # nothing shared in this batch: one plain prefill
-        out, cache, mask, last = prefill(model, prompts, pad_id, device, reserve=max(bounds))
+        out, cache, mask, last = prefill(model, prompts, pad_id, device)
     results: list[list[int]] = [[] for _ in prompts]
     alive = torch.arange(len(prompts), device=device)
     bound = torch.tensor(bounds, device=device)
