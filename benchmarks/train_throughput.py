@@ -99,8 +99,20 @@ def run_citune(cfg, instances, seed: int, precision: str, fast_dropout: bool = T
             "padding_share": stats.padding_share}
 
 
-def run_hf_trainer(cfg, rows: list[dict], seed: int, precision: str) -> dict:
+def trainer_arguments(t, seed: int, precision: str, output_dir: str) -> dict:
+    """The hyper-parameters of citune's stage as `TrainingArguments` keywords (shared by the Trainer and
+    TRL's SFTConfig, its subclass): no saving, logging or evaluation inside the timed call."""
     import torch
+
+    return dict(output_dir=output_dir, per_device_train_batch_size=t.batch_size,
+                gradient_accumulation_steps=t.grad_accum, learning_rate=t.lr, num_train_epochs=t.epochs,
+                lr_scheduler_type="cosine", warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
+                max_grad_norm=t.max_grad_norm, seed=seed, use_cpu=not torch.cuda.is_available(), save_strategy="no",
+                eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
+                dataloader_num_workers=0, bf16=precision == "bf16")
+
+
+def run_hf_trainer(cfg, rows: list[dict], seed: int, precision: str) -> dict:
     from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     bundle = fresh_model(cfg, seed, fast_dropout=False)  # PEFT's own LoRA dropout
@@ -118,12 +130,7 @@ def run_hf_trainer(cfg, rows: list[dict], seed: int, precision: str) -> dict:
 
     t = cfg.train
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(
-            output_dir=tmp, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
-            learning_rate=t.lr, num_train_epochs=t.epochs, lr_scheduler_type="cosine", warmup_steps=t.warmup_ratio,
-            weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=seed, use_cpu=not torch.cuda.is_available(),
-            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
-            dataloader_num_workers=0, bf16=precision == "bf16")
+        args = TrainingArguments(**trainer_arguments(cfg.train, seed, precision, tmp))
         data = [{"input_ids": r["input_ids"], "attention_mask": [1] * len(r["input_ids"]), "labels": r["labels"]}
                 for r in rows]
         trainer = Trainer(model=bundle.model, args=args, train_dataset=data, data_collator=collate)
@@ -139,21 +146,14 @@ def run_trl_sft(cfg, rows: list[dict], seed: int, precision: str) -> dict:
     """TRL's SFTTrainer in its fastest documented configuration for variable-length data: padding-free
     batches (each batch flattened into one sequence, boundaries from position_ids; transformers masks
     across them under sdpa too), the same tokenised rows and labels (-100 on the prompt), fused AdamW."""
-    import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     bundle = fresh_model(cfg, seed, fast_dropout=False)  # PEFT's own LoRA dropout
     data = Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
-    t = cfg.train
     with tempfile.TemporaryDirectory() as tmp:
-        args = SFTConfig(
-            output_dir=tmp, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
-            learning_rate=t.lr, num_train_epochs=t.epochs, lr_scheduler_type="cosine", warmup_steps=t.warmup_ratio,
-            weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=seed, use_cpu=not torch.cuda.is_available(),
-            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
-            dataloader_num_workers=0, bf16=precision == "bf16", padding_free=True, max_length=None,
-            dataset_kwargs={"skip_prepare_dataset": True})
+        args = SFTConfig(**trainer_arguments(cfg.train, seed, precision, tmp), padding_free=True, max_length=None,
+                         dataset_kwargs={"skip_prepare_dataset": True})
         trainer = SFTTrainer(model=bundle.model, args=args, train_dataset=data, processing_class=bundle.tokenizer)
         start = time.perf_counter()
         out = trainer.train()
