@@ -31,15 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, SUPERNI, machine  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+from _common import ROOT, SUPERNI  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+from _stored import git_commit, run_stored, yaml_list  # noqa: E402
 
 CONFIG = ROOT / "examples" / "superni16.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "superni"
@@ -189,102 +187,6 @@ def order_categories(root: Path, order: str) -> list[str]:
     return list(spec["orders"][order])
 
 
-def git_commit() -> str | None:
-    """The checkout's commit (with '+changes' when the tree differs), so results name their code."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def yaml_list(items: list[str]) -> str:
-    return "[" + ",".join(items) + "]"
-
-
-def store_run(run: Path, dest: Path) -> Path | None:
-    """Pack a finished run into dest/<run name>.run.json.gz (replacing an earlier archive, and a run
-    directory of the same name that an older version of this script copied there); return the archive."""
-    from citune.runs.archive import archive_path_for, verify_archive, write_archive
-
-    if not (run / "manifest.json").is_file():
-        return None
-    archive = write_archive(run, archive_path_for(dest / run.name))
-    problems = verify_archive(run, archive)
-    if problems:
-        raise RuntimeError(f"{archive} does not restore {run}: " + "; ".join(problems))
-    if (dest / run.name / "manifest.json").is_file():
-        shutil.rmtree(dest / run.name)
-    return archive
-
-
-def stored_run(dest: Path, strategy: str, seed: int) -> Path:
-    """The stored run of (strategy, seed) under dest: its archive, else a run directory (older layout)."""
-    from citune.runs.rundir import run_dir_for
-    from citune.runs.archive import archive_path_for
-
-    stored = run_dir_for(dest, strategy, seed)
-    archive = archive_path_for(stored)
-    return archive if archive.is_file() else stored
-
-
-def stored_finished(dest: Path, config: Path, overrides: list[str], strategy: str, seed: int) -> bool:
-    """The run is stored under dest, finished, with this config: an earlier session made it."""
-    from citune.runs.matrix import is_finished
-    from citune.config import load_config
-    from citune.runs.archive import open_run
-
-    stored = stored_run(dest, strategy, seed)
-    if not stored.exists():
-        return False
-    cfg = load_config(config, [*overrides, f"replay.strategy={strategy}", f"seed={seed}"])
-    with open_run(stored) as run_dir:
-        return (run_dir / "manifest.json").is_file() and is_finished(run_dir, cfg.to_dict())
-
-
-def stored_runs(dest: Path, strategies: list[str]) -> list[Path]:
-    """Every run stored under dest (archives, and run directories of the older layout), by the order's
-    strategy list and then seed: the comparison covers the runs of earlier sessions too, whose big run
-    directories may be gone."""
-    from citune.runs.rundir import parse_run_dir_name
-    from citune.runs.archive import find_runs, run_name
-
-    def key(d: Path):
-        strategy, seed = parse_run_dir_name(run_name(d))
-        rank = strategies.index(strategy) if strategy in strategies else len(strategies)
-        return rank, strategy or "", seed or 0
-
-    return sorted(find_runs(dest), key=key)
-
-
-@contextmanager
-def restored(dest: Path, runs: list[Path]):
-    """The run directories of `runs` (archives under dest restored in place as dest/<run name>/, so the
-    comparison names them as before), removed again on exit."""
-    from citune.runs.archive import is_archive, run_name, unpack_run
-
-    made, dirs = [], []
-    try:
-        for run in runs:
-            if not is_archive(run):
-                dirs.append(run)
-                continue
-            target = dest / run_name(run)
-            if target.exists():  # left by an interrupted rebuild (or an older copy): the archive wins
-                shutil.rmtree(target)
-            made.append(target)
-            dirs.append(unpack_run(run, target))
-        yield dirs
-    finally:
-        for target in made:
-            shutil.rmtree(target, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     from citune.errors import InputError
 
@@ -331,9 +233,7 @@ def benchmark(argv: list[str] | None = None) -> int:
         os.environ["CITUNE_QUIET"] = "1"
     from rich.console import Console
 
-    from citune.compare import print_comparison, run_compare
-    from citune.runs.rundir import run_dir_for
-    from citune.report import build_comparison_report
+    from citune.compare import print_comparison
 
     root = find_superni(args.superni_root)
     powered = args.design == "powered"
@@ -374,29 +274,8 @@ def benchmark(argv: list[str] | None = None) -> int:
         check(args.config, strategies, overrides, len(seeds))  # bad input fails here, not hours in
         if args.dry_run:
             continue
-        from citune.engine.trainer import available_cores
-
-        invocation = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
-                      "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(threads=available_cores())}
-        previous = dest / "benchmark.json"
-        if previous.is_file():  # a benchmark spanning sessions keeps every invocation's command and machine
-            info["invocations"] = json.loads(previous.read_text(encoding="utf-8")).get("invocations", [])
-        info.setdefault("invocations", []).append(invocation)
-        started = time.perf_counter()
-        order_strategies = list(dict.fromkeys(STRATEGIES.get(order, []) + strategies))
-        for seed in seeds:  # seed-major: every strategy has a first result early
-            for strategy in strategies:  # results stored after every run: a stopped session keeps them
-                if stored_finished(dest, args.config, overrides, strategy, seed):
-                    print(f"{strategy} seed {seed}: stored already in {dest}, skipped", flush=True)
-                    continue
-                run_compare(str(args.config), [strategy], [seed], parent, overrides, quiet=args.quiet,
-                            report=False)
-                store_run(run_dir_for(parent, strategy, seed), dest)
-                with restored(dest, stored_runs(dest, order_strategies)) as run_dirs:
-                    build_comparison_report(dest, run_dirs)
-                invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
-                invocation["cpu_seconds"] = round(time.process_time(), 1)  # every thread of this process
-                (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        run_stored(args.config, overrides, strategies, seeds, parent, dest, info, commit, args.quiet,
+                   report_order=STRATEGIES.get(order, []))
         print_comparison(dest, Console(width=max(100, 24 + 16 * len(strategies))))
         print(f"Results stored in {dest}", flush=True)
     return 0

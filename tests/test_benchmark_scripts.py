@@ -1,10 +1,13 @@
 """The SuperNI quality benchmark's plan (`--dry-run`: no training): its scale validates against the
 config schema for every strategy, the stream is cut to the scale's categories, and the projected
 time of every run stays within the 15 minutes the scale was chosen for."""
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from citune.runs.archive import read_archive
 
@@ -51,3 +54,35 @@ def test_smoke_run_stores_results_and_a_new_machine_skips_them(superni_dir, tmp_
     assert second.returncode == 0, second.stderr[-2000:]
     assert "none seed 1: stored already" in second.stdout
     assert not (tmp_path / "b" / "curriculum-smoke-2cat" / "none-seed1").exists()
+
+
+TRACE_SCRIPT = ROOT / "benchmarks" / "trace_quality.py"
+TRACE500 = ROOT.parent / "shared" / "data" / "trace500"
+needs_trace = pytest.mark.skipif(not TRACE500.is_dir(), reason="../shared/data/trace500 is not beside the checkout")
+
+
+@needs_trace
+def test_trace_plan_is_the_five_short_tasks_scored_as_trace_scores_them():
+    proc = subprocess.run([sys.executable, str(TRACE_SCRIPT), "--dry-run"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stream = proc.stdout.split("stream (train/evaluated test, scorer): ")[1].splitlines()[0]
+    assert [part.split()[0] for part in stream.split(", ")] == ["C-STANCE", "FOMC", "ScienceQA", "NumGLUE-cm",
+                                                                "NumGLUE-ds"]
+    assert "C-STANCE 64/100 option_accuracy" in stream and "NumGLUE-cm 64/81 number_accuracy" in stream
+    assert "none, random, inscl, kpig, multitask, inscl-dynamic, inscl-insinfo, ewc, lwf, olora" in proc.stdout
+
+
+@needs_trace
+def test_trace_smoke_stores_runs_and_compares_against_random_once_random_is_stored(tmp_path):
+    """The first stored run is `none`; once random is stored the paired differences are taken from random,
+    not from the strategy that happened to be stored first."""
+    args = [sys.executable, str(TRACE_SCRIPT), "--smoke", "--quiet", "--seeds", "1", "--out", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "results")]
+    for strategy in ("none", "random"):
+        proc = subprocess.run([*args, "--strategies", strategy], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    stored = tmp_path / "results" / "short5-smoke"
+    assert {p.name for p in stored.glob("*.run.json.gz")} == {"none-seed1.run.json.gz", "random-seed1.run.json.gz"}
+    comparison = json.loads((stored / "comparison.json").read_text())
+    assert comparison["baseline"] == "random"
+    assert len(json.loads((stored / "benchmark.json").read_text())["invocations"]) == 2
