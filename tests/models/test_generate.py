@@ -6,7 +6,8 @@ import torch
 from citune.types import Instance
 from citune.models.generate import (GenRequest, generate, greedy_batch, hf_generate_batch,
                                         make_jobs, pool_jobs, share_jobs)
-from citune.models.forward import shared_prefix_lens, sharing_pays
+from citune.models.forward import (cache_tensors, pack_prompts, packed_mask, packs, prefill, prefill_packed,
+                                   shared_prefix_lens, sharing_pays)
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,72 @@ def test_pooled_evaluation_predicts_as_task_by_task(gen_bundle):
     pooled = preds(pool_jobs(reqs, 16))
     separate = preds([j for r in reqs for j in pool_jobs([r], 16)])
     assert len(pooled) == 9 and pooled == separate
+
+
+def test_pack_prompts_writes_each_prefix_once_per_row_and_fills_rows_first_fit():
+    a, b, c = [1, 2, 3, 4], [1, 2, 3, 5, 6], [7, 8, 9]
+    rows = pack_prompts([a, b, c], [3, 3, 0], width=8)
+    assert rows.ids == [[1, 2, 3, 4, 5, 6], [7, 8, 9]]  # c (3 tokens) does not fit the 2 left in row 0
+    assert rows.pos == [[0, 1, 2, 3, 3, 4], [0, 1, 2]]  # each rest continues its prefix's positions
+    assert rows.row_of == [0, 0, 1]
+    assert rows.cols_of == [[0, 1, 2, 3], [0, 1, 2, 4, 5], [0, 1, 2]]
+    narrow = pack_prompts([a, b, c], [3, 3, 0], width=5)  # b's rest does not fit after a: its prefix again
+    assert narrow.ids == [[1, 2, 3, 4], [1, 2, 3, 5, 6], [7, 8, 9]]
+    assert narrow.cols_of == [[0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 2]]
+
+
+def test_packed_mask_lets_a_rest_see_its_prefix_and_itself_only():
+    rows = pack_prompts([[1, 2, 3, 4], [1, 2, 3, 5, 6]], [3, 3], width=7)
+    mask = packed_mask(rows, 7, "cpu")[0, 0]
+    assert mask[4].tolist() == [True, True, True, False, True, False, False]  # b's first: prefix + itself, not a's
+    assert mask[5].tolist() == [True, True, True, False, True, True, False]
+    assert mask[3].tolist() == [True, True, True, True, False, False, False]
+    assert mask[2].tolist() == [True, True, True, False, False, False, False]  # the prefix is causal
+    assert mask[6].tolist() == [False] * 6 + [True]  # padding sees itself only (no empty softmax row)
+
+
+@pytest.mark.parametrize("width", [0, 40, 512])
+def test_packed_prefill_equals_padded_prefill(gen_bundle, width):
+    """Logits of every prompt's last token, and its keys and values at every position it attends, as a
+    padded prefill of the whole prompts gives them: one prompt per row (width 0), prefixes repeated over
+    several rows (40), everything in one row (512)."""
+    model, tok, enc = gen_bundle.model, gen_bundle.tokenizer, gen_bundle.encoder
+    items = [("Translate the sentence into French, word by word.", f"the {w} sat on the mat")
+             for w in ("cat", "small dog", "very old bird")] + [("Add.", "1 2 3 4 5"), ("Add.", "7 8")]
+    prompts = [enc.prompt_ids(ins, inp, 128) for ins, inp in items]
+    prefix = shared_prefix_lens(prompts, [ins for ins, _ in items])
+    with torch.no_grad():
+        out_p, cache_p, mask_p, last_p = prefill_packed(model, prompts, prefix, tok.pad_token_id, "cpu", width=width)
+        out, cache, mask, last = prefill(model, prompts, tok.pad_token_id, "cpu")
+    assert torch.equal(mask_p, mask) and torch.equal(last_p, last)
+    assert torch.allclose(out_p.logits[:, -1], out.logits[:, -1], atol=1e-5)
+    seen = mask.bool()[:, None, :, None]
+    for (k_p, v_p), (k, v) in zip(cache_tensors(cache_p), cache_tensors(cache)):
+        assert torch.allclose(torch.where(seen, k_p, 0), torch.where(seen, k, 0), atol=1e-5)
+        assert torch.allclose(torch.where(seen, v_p, 0), torch.where(seen, v, 0), atol=1e-5)
+
+
+def test_prefix_sharing_without_packing_equals_one_at_a_time():
+    """Eager attention takes no block mask: the shared-prefix prefill (two passes) is used instead."""
+    from citune.config import load_config
+    from citune.models import load_model
+    from citune.paths import cache_root
+
+    cfg = load_config(None, ["model.name=tiny", "model.finetune=full", "model.tiny.seed=5",
+                             "model.attn_implementation=eager"])
+    bundle = load_model(cfg.model, cache_root())
+    model, tok, enc = bundle.model, bundle.tokenizer, bundle.encoder
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    model.eval()
+    assert not packs(model)
+    items = [("Translate the sentence into French, word by word.", f"the {w} sat on the mat")
+             for w in ("cat", "small dog", "very old bird", "fox")]
+    prompts = [enc.prompt_ids(ins, inp, 128) for ins, inp in items]
+    prefix = shared_prefix_lens(prompts, [ins for ins, _ in items])
+    assert sharing_pays(prompts, prefix)
+    batched = greedy_batch(model, prompts, 6, tok.pad_token_id, [tok.eos_token_id], prefix_lens=prefix)
+    assert batched == [hf_generate_batch(model, [p], 6, tok.pad_token_id, [tok.eos_token_id])[0] for p in prompts]

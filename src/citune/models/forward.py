@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Hashable, Sequence
+from typing import Hashable, NamedTuple, Sequence
 
 import torch
 
@@ -153,3 +153,126 @@ def prefill_shared(model, prompts, prefix_lens, pad_id: int, device, keep: int =
     out, cache = forward_cached(model, cache, kw, logits_to_keep=tail, input_ids=s_ids, attention_mask=mask, position_ids=pos,
                           use_cache=True)
     return out, cache, mask, pos[:, -1]
+
+
+class _PackedRows(NamedTuple):
+    """The padding-free layout of a batch of prompts: `ids`, `pos` and the segment ids (`seg`: a
+    token's own segment; `own`: the head segment its tokens may also see) of each packed row, and
+    for each prompt its row and the columns of its tokens (head, then its own rest)."""
+
+    ids: list[list[int]]
+    pos: list[list[int]]
+    seg: list[list[int]]
+    own: list[list[int]]
+    row_of: list[int]
+    cols_of: list[list[int]]
+
+
+def pack_prompts(prompts: Sequence[Sequence[int]], prefix_lens: Sequence[int], width: int) -> _PackedRows:
+    """Prompts packed into rows of `width` tokens: each distinct prefix (head) is written once per row
+    that holds prompts sharing it, each prompt's rest follows in the same row, and rows are filled
+    first-fit (prompts in the given order, which keeps a head's prompts together)."""
+    rows = _PackedRows([], [], [], [], [], [])
+    where: dict[tuple, tuple[int, list[int]]] = {}  # head -> (row, its columns) of the row filled last
+    segments = 0
+
+    def place(row: int, tokens: Sequence[int], start_pos: int, head_seg: int | None) -> tuple[list[int], int]:
+        nonlocal segments
+        segments += 1
+        col = len(rows.ids[row])
+        rows.ids[row].extend(tokens)
+        rows.pos[row].extend(range(start_pos, start_pos + len(tokens)))
+        rows.seg[row].extend([segments] * len(tokens))
+        rows.own[row].extend([segments if head_seg is None else head_seg] * len(tokens))
+        return list(range(col, col + len(tokens))), segments
+
+    head_seg: dict[tuple[tuple, int], int] = {}
+    for p, n in zip(prompts, prefix_lens):
+        head, rest = tuple(p[:n]), list(p[n:])
+        row, head_cols = where.get(head, (None, []))
+        if row is None or width - len(rows.ids[row]) < len(rest):
+            need = len(head) + len(rest)
+            row = next((r for r in range(len(rows.ids)) if width - len(rows.ids[r]) >= need), None)
+            if row is None:
+                row = len(rows.ids)
+                for part in (rows.ids, rows.pos, rows.seg, rows.own):
+                    part.append([])
+            head_cols, seg = place(row, head, 0, None) if head else ([], 0)
+            head_seg[(head, row)] = seg
+            where[head] = (row, head_cols)
+        rest_cols, _ = place(row, rest, len(head), head_seg[(head, row)] if head else None)
+        rows.row_of.append(row)
+        rows.cols_of.append(head_cols + rest_cols)
+    return rows
+
+
+def packed_mask(rows: _PackedRows, width: int, device) -> torch.Tensor:
+    """The (rows, 1, width, width) boolean attention mask of packed rows: a token sees the earlier
+    tokens of its own segment and of its head; padding sees itself only."""
+    seg = torch.full((len(rows.ids), width), 0, dtype=torch.long)
+    own = torch.full_like(seg, 0)
+    for r, (s, o) in enumerate(zip(rows.seg, rows.own)):
+        seg[r, :len(s)], own[r, :len(o)] = torch.tensor(s), torch.tensor(o)
+        seg[r, len(s):] = own[r, len(s):] = -torch.arange(1, width - len(s) + 1)  # each pad its own segment
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    sees = (seg[:, None, :] == seg[:, :, None]) | (seg[:, None, :] == own[:, :, None])
+    return (sees & causal)[:, None].to(device)
+
+
+def cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's (keys, values) of a DynamicCache (transformers 5 layers, or the older lists)."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))
+
+
+# Packed rows are at least this wide: several short prompts (or one prefix and the rests of the
+# prompts that share it) fill a row. Attention over a row costs width² however little of it the
+# mask keeps, so wider rows trade padding for attention: measured on SuperNI's 192-token prompts
+# (batches of 32, SmolLM2-135M, 2 CPU cores), prefill took 0.68x the padded time at the prompts'
+# own width, 0.50x at 2x, 0.45x at 3x and 0.49x at 4x.
+PACK_WIDTH = 512
+
+
+def packs(model) -> bool:
+    """Whether `model` takes the block mask of packed rows: sdpa attention (eager attention adds
+    its mask as floats, flash attention takes none)."""
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
+
+
+def prefill_packed(model, prompts, prefix_lens, pad_id: int, device, width: int = PACK_WIDTH):
+    """What `prefill` gives, without padding: the prompts packed into rows of `width` tokens (or the
+    longest prompt's; `pack_prompts`: a shared prefix computed once per row, the rests side by side,
+    a block mask keeping them apart), then each prompt's keys and values gathered into the usual
+    left-padded cache for decoding. Only the last token of each prompt reaches the LM head. Needs an
+    attention implementation that takes a 4-D mask (sdpa, eager)."""
+    longest = max(len(p) for p in prompts)
+    width = max(width, longest)
+    rows = pack_prompts(prompts, prefix_lens, width)
+    ids = torch.full((len(rows.ids), width), pad_id, dtype=torch.long)
+    pos = torch.zeros_like(ids)
+    for r, (i, q) in enumerate(zip(rows.ids, rows.pos)):
+        ids[r, :len(i)], pos[r, :len(q)] = torch.tensor(i), torch.tensor(q)
+    row_of = torch.tensor(rows.row_of)
+    last_col = torch.tensor([cols[-1] for cols in rows.cols_of])
+
+    def last_tokens_only(_module, args):  # (1, prompts, d): the LM head runs on these rows alone
+        return (args[0][row_of.to(args[0].device), last_col.to(args[0].device)][None],)
+
+    hook = model.get_output_embeddings().register_forward_pre_hook(last_tokens_only)
+    try:
+        out, cache = forward_cached(model, new_cache(model), cache_kw(model), logits_to_keep=0,
+                                    input_ids=ids.to(device), position_ids=pos.to(device),
+                                    attention_mask=packed_mask(rows, width, device), use_cache=True)
+    finally:
+        hook.remove()
+    lens = [len(c) for c in rows.cols_of]
+    cols = torch.tensor([[0] * (longest - n) + c for c, n in zip(rows.cols_of, lens)], device=device)
+    mask = torch.tensor([[0] * (longest - n) + [1] * n for n in lens], device=device)
+    gathered = new_cache(model)
+    rix = row_of.to(device)[:, None]
+    for layer, (k, v) in enumerate(cache_tensors(cache)):
+        gathered.update(k[rix, :, cols].transpose(1, 2).contiguous(), v[rix, :, cols].transpose(1, 2).contiguous(),
+                        layer)
+    out.logits = out.logits.transpose(0, 1)  # (prompts, 1, V), as `prefill` gives
+    return out, gathered, mask, torch.tensor(lens, device=device) - 1
