@@ -69,6 +69,7 @@ def test_trace_plan_is_the_five_short_tasks_scored_as_trace_scores_them():
     assert [part.split()[0] for part in stream.split(", ")] == ["C-STANCE", "FOMC", "ScienceQA", "NumGLUE-cm",
                                                                 "NumGLUE-ds"]
     assert "C-STANCE 64/100 option_accuracy" in stream and "NumGLUE-cm 64/81 number_accuracy" in stream
+    assert "NumGLUE-ds 64/100" in stream  # its 6 training copies of test instances removed before the sample
     assert "none, random, inscl, kpig, multitask, inscl-dynamic, inscl-insinfo, ewc, lwf, olora" in proc.stdout
 
 

@@ -207,3 +207,17 @@ def test_trace_preset_builds_from_the_shipped_folder():
         assert {x.source for x in t.test} == {f"{t.name}/test.json"}
         assert {x.source for x in t.train} == {f"{t.name}/train.json"}
         assert not keys(t.train) & keys(t.test)
+
+
+def test_test_overlap_drop_then_caps_the_training_set_at_max_train(tmp_path):
+    """The training copies of test instances are removed before `max_train_per_task` samples: a task whose
+    release holds more trainable instances than the cap trains on exactly the cap (it kept fewer when the
+    copies were drawn into the sample first and removed after)."""
+    folder = trace_folder(tmp_path / "bench", "A", n_train=10, n_test=10)
+    rows = json.loads((folder / "train.json").read_text())
+    _json(folder / "train.json", rows + json.loads((folder / "test.json").read_text()))  # 10 of 20 are test copies
+    cfg = config(tmp_path, {"kind": "benchmark", "test_overlap": "drop", "max_train_per_task": 10,
+                            "benchmark": {"root": "bench", "order": ["A"]}})
+    t = build_stream(cfg).tasks[0]
+    assert len(t.train) == 10 and not keys(t.train) & keys(t.test)
+    assert t.overlap_dropped == 10  # every training copy in the release, counted once

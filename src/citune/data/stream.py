@@ -44,7 +44,9 @@ all their instances) go to `test`.
 
 Last, test data must not be training data: a test instance whose (instruction, input, output) is a
 training instance of any task is an error naming both sources, unless `data.test_overlap` is
-`drop` (the training copies are removed and counted in `Task.overlap_dropped`) or `allow`.
+`drop` (the training copies are removed and counted in `Task.overlap_dropped`; with
+`max_train_per_task` the stream is built twice, so that they are removed before step 5 samples and the
+cap counts trainable instances) or `allow`.
 
 Task names become directory names (`stages/NN-<task>`), so they must pass `safe_task_name`.
 
@@ -193,10 +195,13 @@ def _capped(parts: list[Part], total: Optional[int]) -> list[Part]:
 def make_task(name: str, parts: list[Part], *, test_size: Union[int, float], split_seed: int,
               cap: Optional[int] = None, max_train: Optional[int] = None, heldout: bool = False,
               where: Optional[str] = None, test_parts: Sequence[Part] = (), validation_parts: Sequence[Part] = (),
-              scorer: str = "rougeL", origin: Optional[Origin] = None) -> Task:
+              scorer: str = "rougeL", origin: Optional[Origin] = None,
+              exclude: frozenset = frozenset()) -> Task:
     """Steps 3-6 of the module docstring on already shuffled and capped per-source parts: `parts`
     are the training sources, `test_parts` and `validation_parts` the sources of those roles.
-    `origin` names the files in errors and gives the duplicates count."""
+    `origin` names the files in errors and gives the duplicates count. Training items whose
+    (instruction, input, output) is in `exclude` (test instances of the stream, `data.test_overlap:
+    drop`) are removed before `max_train` samples, so the cap counts trainable instances."""
     origin = origin or {}
     given = list(parts)
     parts = [(src, items) for src, items in parts if items]
@@ -219,7 +224,9 @@ def make_task(name: str, parts: list[Part], *, test_size: Union[int, float], spl
         counts = _test_counts([len(p[1]) for p in parts], test_size, name, rank, _files(parts, origin))
         test_parts = [(src, items[:k]) for (src, items), k in zip(parts, counts)]
         train_parts = [(src, items[k:]) for (src, items), k in zip(parts, counts)]
-    train_parts = _capped(train_parts, max_train)
+    trainable = [(src, [r for r in items if _raw_key(r) not in exclude]) for src, items in train_parts]
+    overlap = sum(len(a) - len(b) for (_, a), (_, b) in zip(train_parts, trainable))
+    train_parts = _capped(trainable, max_train)
 
     def merged(ps: Sequence[Part], split: str) -> list[Instance]:
         xs = [make_instance(r, name, src) for src, items in ps for r in items]
@@ -229,11 +236,21 @@ def make_task(name: str, parts: list[Part], *, test_size: Union[int, float], spl
     sources = {src for ps in (given, test_given, validation_parts) for src, _ in ps}
     return Task(name, merged(train_parts, "train"), merged(test_parts, "test"),
                 merged(validation_parts, "validation"), scorer=scorer,
-                duplicates_dropped=sum(origin[s].duplicates for s in sources if s in origin))
+                duplicates_dropped=sum(origin[s].duplicates for s in sources if s in origin), overlap_dropped=overlap)
 
 
 def _overlap_key(x: Instance, output: str) -> tuple[str, str, str]:
     return x.instruction.strip(), x.input.strip(), output.strip()
+
+
+def _raw_key(r: Raw) -> tuple[str, str, str]:
+    """`_overlap_key` of the training instance a raw record becomes (its first output is the target)."""
+    return r[0].strip(), r[1].strip(), r[2][0].strip()
+
+
+def test_keys(stream: Stream) -> frozenset:
+    """The overlap key of every reference of every test instance of the stream."""
+    return frozenset(_overlap_key(x, o) for t in stream.tasks + stream.heldout for x in t.test for o in x.outputs)
 
 
 def check_overlap(stream: Stream, mode: str) -> Stream:
@@ -264,8 +281,9 @@ ROLES = ("train", "test", "validation")
 class _Loader:
     """Reads each file once per build and keeps its shuffled items per source, with their split role."""
 
-    def __init__(self, split_seed: int):
+    def __init__(self, split_seed: int, exclude: frozenset = frozenset()):
         self.split_seed = split_seed
+        self.exclude = exclude  # training items never to keep (see make_task)
         self.files: dict[tuple[str, str, str], list[SourceData]] = {}
         self.origin: dict[str, SourceData] = {}
 
@@ -332,7 +350,7 @@ def _task(cfg: "Config", name: str, roles: dict[str, list[Part]], heldout: bool,
     task = make_task(name, roles.get("train", []), test_size=cfg.data.test_size, split_seed=split_seed(cfg), cap=cap,
                      max_train=cfg.data.max_train_per_task, heldout=heldout, where=where,
                      test_parts=roles.get("test", []), validation_parts=roles.get("validation", []), scorer=scorer,
-                     origin=loader.origin)
+                     origin=loader.origin, exclude=loader.exclude)
     if task.duplicates_dropped:  # said even with --quiet, which silences progress bars only
         files = ", ".join(f"{sd.file} ({sd.duplicates})" for sd in map(loader.origin.get, srcs) if sd.duplicates)
         n = task.duplicates_dropped
@@ -356,7 +374,7 @@ def _task_from_config(cfg: "Config", tc: "TaskConfig", where: str, loader: _Load
     return _task(cfg, tc.name, roles, heldout, where, loader, tc.cap, tc.scorer)
 
 
-def _from_tasks(cfg: "Config") -> Stream:
+def _from_tasks(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
     d = cfg.data
     if not d.tasks:
         raise InputError("data.kind is 'tasks' but data.tasks is empty", CONFIG, "data.tasks")
@@ -365,13 +383,13 @@ def _from_tasks(cfg: "Config") -> Stream:
     for name, where in named:
         safe_task_name(name, CONFIG, f"{where}.name")
     _check_unique(named)
-    loader = _Loader(split_seed(cfg))
+    loader = _Loader(split_seed(cfg), exclude)
     tasks = [_task_from_config(cfg, t, f"data.tasks[{i}]", loader, False) for i, t in enumerate(d.tasks)]
     held = [_task_from_config(cfg, t, f"data.heldout[{i}]", loader, True) for i, t in enumerate(d.heldout)]
     return Stream(tasks, held)
 
 
-def _synthetic(cfg: "Config") -> Stream:
+def _synthetic(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
     s = cfg.data.synthetic
     named = [(f, f"data.synthetic.families[{i}]") for i, f in enumerate(s.families)]
     named += [(f, f"data.synthetic.heldout_families[{i}]") for i, f in enumerate(s.heldout_families)]
@@ -379,9 +397,9 @@ def _synthetic(cfg: "Config") -> Stream:
         raise InputError("no synthetic families", CONFIG, "data.synthetic.families")
     _check_unique(named)
     stream = synthetic_stream(s.families, s.heldout_families, s.train_per_task, s.test_per_task, s.seed)
-    if cfg.data.max_train_per_task:
-        for t in stream.tasks:
-            t.train = t.train[: cfg.data.max_train_per_task]
+    for t in stream.tasks:
+        kept = [x for x in t.train if _overlap_key(x, x.output) not in exclude]
+        t.overlap_dropped, t.train = len(t.train) - len(kept), kept[: cfg.data.max_train_per_task or None]
     return stream
 
 
@@ -392,7 +410,7 @@ def _str_lists(obj: object, key: str, file: str) -> dict[str, list[str]]:
     return obj
 
 
-def _superni(cfg: "Config") -> Stream:
+def _superni(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
     from citune.config import resolve_path
 
     sc = cfg.data.superni
@@ -440,7 +458,7 @@ def _superni(cfg: "Config") -> Stream:
         safe_task_name(name, CONFIG, where)
     _check_unique(named)
 
-    loader = _Loader(split_seed(cfg))
+    loader = _Loader(split_seed(cfg), exclude)
     tasks_dir = root / "tasks"
 
     def build(name: str, ids: list[str], heldout: bool, where: str) -> Task:
@@ -475,7 +493,7 @@ def _order_list(cfg: "Config", root: Path) -> list[str]:
     return [n.strip() for line in text.splitlines() for n in line.split(",") if n.strip() and not n.startswith("#")]
 
 
-def _benchmark(cfg: "Config") -> Stream:
+def _benchmark(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
     from citune.config import resolve_path
 
     b = cfg.data.benchmark
@@ -498,7 +516,7 @@ def _benchmark(cfg: "Config") -> Stream:
         if name not in dict(named):
             raise InputError(f"scorer given for '{name}', which is not a task of the stream", CONFIG,
                              "data.benchmark.scorers")
-    loader = _Loader(split_seed(cfg))
+    loader = _Loader(split_seed(cfg), exclude)
 
     def build(name: str, heldout: bool, where: str) -> Task:
         roles = loader.parts(root / name, b.format, name, b.cap, where)
@@ -517,7 +535,10 @@ def build_stream(cfg: "Config") -> Stream:
     try:
         if kind not in builders:
             raise InputError(f"unknown data.kind '{kind}'", CONFIG, "data.kind")
-        return check_overlap(builders[kind](cfg), cfg.data.test_overlap)
+        stream = builders[kind](cfg)
+        if cfg.data.test_overlap == "drop" and cfg.data.max_train_per_task:  # again, the copies out before the cap
+            stream = builders[kind](cfg, test_keys(stream))
+        return check_overlap(stream, cfg.data.test_overlap)
     except InputError as e:
         if e.file != CONFIG:
             raise
