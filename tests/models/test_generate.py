@@ -246,3 +246,39 @@ def test_prefix_sharing_without_packing_equals_one_at_a_time():
     assert sharing_pays(prompts, prefix)
     batched = greedy_batch(model, prompts, 6, tok.pad_token_id, [tok.eos_token_id], prefix_lens=prefix)
     assert batched == [hf_generate_batch(model, [p], 6, tok.pad_token_id, [tok.eos_token_id])[0] for p in prompts]
+
+
+def _random_model(cls_name: str, **extra):
+    """A 2-layer random model of a real architecture, sdpa attention, weights drawn large enough that
+    greedy outputs vary."""
+    import transformers
+
+    cls, cfg_cls = getattr(transformers, cls_name + "ForCausalLM"), getattr(transformers, cls_name + "Config")
+    defaults = dict(vocab_size=500, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    cfg = cfg_cls(**{**defaults, **extra})
+    torch.manual_seed(0)
+    model = cls._from_config(cfg, attn_implementation="sdpa").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("name,extra,lengths,packed", [
+    ("Mistral", dict(sliding_window=256), (100, 90, 80, 100, 70, 60), False),  # the window keeps part of a row
+    ("Mistral", dict(sliding_window=300), (100, 90), False),  # (was: other tokens, silently)
+    ("Mistral", dict(sliding_window=600), (100, 90, 80), True),  # a window wider than the row packs
+    ("Lfm2", dict(layer_types=["conv", "full_attention"]), (30, 20, 10), False),  # conv layers keep no keys
+    ("Falcon", dict(alibi=True, new_decoder_architecture=False, multi_query=True, parallel_attn=True, bias=True),
+     (30, 20, 10), False),  # ALiBi is built from a 2-D mask
+])
+def test_packing_only_where_every_layer_keeps_the_whole_row(name, extra, lengths, packed):
+    """Sliding windows narrower than a packed row, conv layers and ALiBi fall back to the padded prefill
+    (each crashed or gave other tokens when packed); every model gives one-at-a-time generate's tokens."""
+    model = _random_model(name, **extra)
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 500, (n,), generator=g).tolist() for n in lengths]
+    assert packs(model, max(512, *lengths)) is packed
+    assert greedy_batch(model, prompts, 6, 0, [1]) == [hf_generate_batch(model, [p], 6, 0, [1])[0] for p in prompts]

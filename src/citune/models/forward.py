@@ -234,10 +234,24 @@ def cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
 PACK_WIDTH = 512
 
 
-def packs(model) -> bool:
-    """Whether `model` takes the block mask of packed rows: sdpa attention (eager attention adds
-    its mask as floats, flash attention takes none)."""
-    return getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
+def packs(model, width: int = PACK_WIDTH) -> bool:
+    """Whether `model` takes packed rows of `width` tokens: a transformers model (remote code may read
+    the mask as 2-D) with sdpa attention (eager attention adds its mask as floats, flash attention
+    takes none), no ALiBi (built from a 2-D mask), and every cache layer a full-attention one or a
+    sliding window wider than the row (a narrower one keeps only the row's last tokens, and its
+    window is not in the block mask; conv and linear-attention layers keep no keys and would carry
+    their state from one prompt of a row to the next)."""
+    from transformers import PreTrainedModel
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    config = getattr(model, "config", None)
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    if (inner is None or not type(inner).__module__.startswith("transformers.")
+            or getattr(config, "_attn_implementation", None) != "sdpa" or getattr(config, "alibi", False)):
+        return False
+    return all(type(layer) is DynamicLayer
+               or (type(layer) is DynamicSlidingWindowLayer and width < layer.sliding_window)
+               for layer in getattr(new_cache(model), "layers", [None]))
 
 
 def prefill_packed(model, prompts, prefix_lens, pad_id: int, device, width: int = PACK_WIDTH):
@@ -274,5 +288,7 @@ def prefill_packed(model, prompts, prefix_lens, pad_id: int, device, width: int 
     for layer, (k, v) in enumerate(cache_tensors(cache)):
         gathered.update(k[rix, :, cols].transpose(1, 2).contiguous(), v[rix, :, cols].transpose(1, 2).contiguous(),
                         layer)
+    if out.logits.shape[:2] != (1, len(prompts)):  # the LM head was not called as the output embeddings
+        raise RuntimeError(f"packed prefill: logits of shape {tuple(out.logits.shape)}, not one per prompt")
     out.logits = out.logits.transpose(0, 1)  # (prompts, 1, V), as `prefill` gives
     return out, gathered, mask, torch.tensor(lens, device=device) - 1

@@ -32,8 +32,8 @@ from typing import Callable, Hashable, NamedTuple, Sequence
 
 import torch
 
-from citune.models.forward import (cache_kw, forward_cached, left_pad, packs, prefill, prefill_packed, prefill_shared,
-                                  shared_prefix_lens, sharing_pays)
+from citune.models.forward import (PACK_WIDTH, cache_kw, forward_cached, left_pad, packs, prefill, prefill_packed,
+                                  prefill_shared, shared_prefix_lens, sharing_pays)
 from citune.types import Instance
 
 
@@ -149,7 +149,7 @@ def greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | 
     bounds = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     eos = torch.tensor(sorted(set(eos_ids)), device=device)
     kw = cache_kw(model)
-    if len(prompts) > 1 and packs(model):  # no padding, each shared prefix once per packed row
+    if len(prompts) > 1 and packs(model, max(PACK_WIDTH, max(map(len, prompts)))):  # no padding, prefixes once a row
         out, cache, mask, last = prefill_packed(model, prompts, prefix_lens or [0] * len(prompts), pad_id, device)
     elif prefix_lens is not None and len(prompts) > 1 and sharing_pays(prompts, prefix_lens):
         out, cache, mask, last = prefill_shared(model, prompts, prefix_lens, pad_id, device)
