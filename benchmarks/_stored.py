@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -134,6 +135,7 @@ def run_stored(config: Path, overrides: list[str], strategies: list[str], seeds:
     to the earlier ones."""
     from citune.compare import run_compare
     from citune.engine.trainer import available_cores
+    from citune.io import atomic_write_text
     from citune.runs.rundir import run_dir_for
 
     invocation = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
@@ -145,18 +147,32 @@ def run_stored(config: Path, overrides: list[str], strategies: list[str], seeds:
     started = time.perf_counter()
     order = list(dict.fromkeys([*(report_order or []), *strategies]))
     ran = False
-    for seed in seeds:
-        for strategy in strategies:
-            if stored_finished(dest, config, overrides, strategy, seed):
-                print(f"{strategy} seed {seed}: stored already in {dest}, skipped", flush=True)
-                continue
-            run_compare(str(config), [strategy], [seed], parent, overrides, quiet=quiet, report=False)
-            dest.mkdir(parents=True, exist_ok=True)
-            store_run(run_dir_for(parent, strategy, seed), dest)
+
+    def record() -> None:  # this invocation's wall time and CPU seconds (every thread of this process)
+        invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+        invocation["cpu_seconds"] = round(time.process_time(), 1)
+        dest.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dest / "benchmark.json", json.dumps(info, indent=2) + "\n")
+
+    def stop(signum, _frame):  # a scheduler's SIGTERM ends the invocation through `finally`, as Ctrl-C does
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise SystemExit(128 + signum)
+
+    previous_handler = signal.signal(signal.SIGTERM, stop)
+    try:
+        for seed in seeds:
+            for strategy in strategies:
+                if stored_finished(dest, config, overrides, strategy, seed):
+                    print(f"{strategy} seed {seed}: stored already in {dest}, skipped", flush=True)
+                    continue
+                run_compare(str(config), [strategy], [seed], parent, overrides, quiet=quiet, report=False)
+                dest.mkdir(parents=True, exist_ok=True)
+                store_run(run_dir_for(parent, strategy, seed), dest)
+                rebuild_comparison(dest, order)
+                ran = True
+                record()
+        if not ran and stored_runs(dest, order):  # all stored already: the comparison as this code makes it
             rebuild_comparison(dest, order)
-            ran = True
-            invocation["elapsed_seconds"] = round(time.perf_counter() - started, 1)
-            invocation["cpu_seconds"] = round(time.process_time(), 1)  # every thread of this process
-            (dest / "benchmark.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    if not ran and stored_runs(dest, order):  # all stored already: the comparison as this code makes it
-        rebuild_comparison(dest, order)
+    finally:  # an interrupted invocation keeps its CPU seconds too (the stages it finished resume)
+        signal.signal(signal.SIGTERM, previous_handler)
+        record()

@@ -53,6 +53,8 @@ def test_smoke_run_stores_results_and_a_new_machine_skips_them(superni_dir, tmp_
     second = subprocess.run([*args, "--out", str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "none seed 1: stored already" in second.stdout
+    invocations = json.loads((stored / "benchmark.json").read_text())["invocations"]
+    assert len(invocations) == 2 and all("cpu_seconds" in i for i in invocations)  # one that ran nothing too
     assert not (tmp_path / "b" / "curriculum-smoke-2cat" / "none-seed1").exists()
 
 
@@ -87,3 +89,28 @@ def test_trace_smoke_stores_runs_and_compares_against_random_once_random_is_stor
     comparison = json.loads((stored / "comparison.json").read_text())
     assert comparison["baseline"] == "random"
     assert len(json.loads((stored / "benchmark.json").read_text())["invocations"]) == 2
+
+
+@needs_trace
+def test_a_stopped_benchmark_records_its_cpu_seconds_and_resumes(tmp_path):
+    """SIGTERM in the middle of a run: exit 143, benchmark.json keeps the invocation's CPU seconds, and the
+    same command again finishes the run from its stages on disk."""
+    import signal
+    import time
+
+    args = [sys.executable, str(TRACE_SCRIPT), "--smoke", "--quiet", "--strategies", "none,random", "--seeds", "1,2",
+            "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_stage = tmp_path / "runs" / "short5-smoke" / "none-seed1" / "stages" / "01-C-STANCE" / "eval.json"
+    deadline = time.monotonic() + 300
+    while not first_stage.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 143
+    stored = tmp_path / "results" / "short5-smoke"
+    invocation, = json.loads((stored / "benchmark.json").read_text())["invocations"]
+    assert invocation["cpu_seconds"] > 0
+    again = subprocess.run([*args[:5], "none", "--seeds", "1", *args[8:]], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (stored / "none-seed1.run.json.gz").is_file()
