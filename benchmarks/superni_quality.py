@@ -81,7 +81,7 @@ COST = {"pass": 1.1, "task_eval": 2.7, "kpig_selection": 1.8, "kpig_train_factor
 CATEGORIES = 8
 
 
-def projected_seconds(stream, cfg, strategy: str) -> float:
+def projected_seconds(stream, cfg, strategy: str, cost: dict = COST) -> float:
     """A run's wall time under COST: training passes, then the evaluations of every stage (the base
     model on every category, stage t on the t seen ones unless eval_unseen, and the held-out ones)."""
     k = len(stream.tasks)
@@ -98,10 +98,17 @@ def projected_seconds(stream, cfg, strategy: str) -> float:
         passes += epochs * (len(task.train) + replay)
     evals = k + len(stream.heldout) + sum((k if cfg.eval.eval_unseen else t) + len(stream.heldout)
                                           for t in range(1, k + 1))
-    seconds = COST["run_overhead"] + passes * COST["pass"] + evals * COST["task_eval"]
+    seconds = cost["run_overhead"] + passes * cost["pass"] + evals * cost["task_eval"]
     if strategy == "kpig":
-        seconds += passes * COST["pass"] * (COST["kpig_train_factor"] - 1) + COST["kpig_selection"] * k * (k - 1) / 2
+        seconds += passes * cost["pass"] * (cost["kpig_train_factor"] - 1) + cost["kpig_selection"] * k * (k - 1) / 2
     return seconds
+
+
+def expert_seconds(stream, cfg, cost: dict) -> float:
+    """The single-task experts of one seed (`eval.ub=expert`; trained by the seed's first run, then cached)."""
+    if cfg.eval.ub != "expert":
+        return 0.0
+    return sum(cfg.train.epochs * len(t.train) * cost["pass"] + cost["task_eval"] for t in stream.tasks)
 
 
 # --design powered: the design chosen by benchmarks/power.py (docs/BENCHMARKS.md, "Designing the powered
@@ -126,6 +133,10 @@ POWERED = [
     "replay.kpig.probe=8",
     "replay.kpig.pool_factor=2",
 ]
+# Measured at the powered scale (2026-12-07, `random` seed 1, stages 4-8, a214db2: packed prefill, 2-core
+# AMD EPYC Zen 3, the machine otherwise idle): 0.84-1.03 s per example pass at batch 8, and 10-17 s per
+# evaluated category of 32 prompts (mean 12.6). KPIG's factors are the pilot's, not yet measured here.
+POWERED_COST = {**COST, "pass": 0.92, "task_eval": 12.6}
 POWERED_STRATEGIES = ["none", "random", "inscl", "kpig", "multitask", "inscl-dynamic", "inscl-insinfo", "ewc", "lwf",
                       "olora"]
 POWERED_SEEDS = "1,2,3,4,5"
@@ -157,7 +168,7 @@ def configured_root(config: Path) -> Path | None:
     return path.resolve() if path.is_dir() else None
 
 
-def check(config: Path, strategies: list[str], overrides: list[str], seeds: int) -> None:
+def check(config: Path, strategies: list[str], overrides: list[str], seeds: int, cost: dict = COST) -> None:
     """Validate the config, the strategies and the stream; print the stream's sizes and the projected
     time of each run (COST)."""
     from citune.config import load_config
@@ -174,10 +185,12 @@ def check(config: Path, strategies: list[str], overrides: list[str], seeds: int)
     print(f"   stream (train/evaluated test): {sizes}\n   held-out (evaluated): {held or 'none'}", flush=True)
     if cfg.model.name == "tiny":
         return
-    minutes = {s: projected_seconds(stream, cfg, s) / 60 for s in strategies}
+    minutes = {s: projected_seconds(stream, cfg, s, cost) / 60 for s in strategies}
+    experts = expert_seconds(stream, cfg, cost) / 60
     print("   projected minutes per run on an idle machine (COST; under load: up to twice): "
           + ", ".join(f"{s} {m:.0f}" for s, m in minutes.items())
-          + f"; all {seeds} seed(s): {sum(minutes.values()) * seeds / 60:.1f} h", flush=True)
+          + (f"; experts {experts:.0f} per seed" if experts else "")
+          + f"; all {seeds} seed(s): {(sum(minutes.values()) + experts) * seeds / 60:.1f} h", flush=True)
 
 
 def order_categories(root: Path, order: str) -> list[str]:
@@ -271,7 +284,8 @@ def benchmark(argv: list[str] | None = None) -> int:
         print(f"== order {order}: {len(cats)} categories, strategies {', '.join(strategies)}, "
               f"seeds {', '.join(map(str, seeds))}\n   runs → {parent}\n   results → {dest}\n   scale: "
               + " ".join(scale), flush=True)
-        check(args.config, strategies, overrides, len(seeds))  # bad input fails here, not hours in
+        cost = POWERED_COST if powered and not args.smoke else COST
+        check(args.config, strategies, overrides, len(seeds), cost)  # bad input fails here, not hours in
         if args.dry_run:
             continue
         run_stored(args.config, overrides, strategies, seeds, parent, dest, info, commit, args.quiet,
