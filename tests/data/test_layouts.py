@@ -221,3 +221,15 @@ def test_test_overlap_drop_then_caps_the_training_set_at_max_train(tmp_path):
     t = build_stream(cfg).tasks[0]
     assert len(t.train) == 10 and not keys(t.train) & keys(t.test)
     assert t.overlap_dropped == 10  # every training copy in the release, counted once
+
+
+def test_the_duplicates_note_is_said_once_when_the_stream_is_built_twice(tmp_path, capsys):
+    """test_overlap: drop with a training cap builds the stream twice; the note about dropped duplicates
+    comes from the second build only."""
+    folder = trace_folder(tmp_path / "bench", "A")
+    rows = json.loads((folder / "train.json").read_text())
+    _json(folder / "train.json", rows + rows[:2])  # two exact duplicates inside train.json
+    cfg = config(tmp_path, {"kind": "benchmark", "test_overlap": "drop", "max_train_per_task": 5,
+                            "benchmark": {"root": "bench", "order": ["A"]}})
+    build_stream(cfg)
+    assert capsys.readouterr().err.count("2 exact duplicate instances dropped") == 1

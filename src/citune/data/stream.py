@@ -281,9 +281,10 @@ ROLES = ("train", "test", "validation")
 class _Loader:
     """Reads each file once per build and keeps its shuffled items per source, with their split role."""
 
-    def __init__(self, split_seed: int, exclude: frozenset = frozenset()):
+    def __init__(self, split_seed: int, exclude: frozenset = frozenset(), notes: bool = True):
         self.split_seed = split_seed
         self.exclude = exclude  # training items never to keep (see make_task)
+        self.notes = notes  # say what was dropped (not while a first pass only collects the test keys)
         self.files: dict[tuple[str, str, str], list[SourceData]] = {}
         self.origin: dict[str, SourceData] = {}
 
@@ -351,7 +352,7 @@ def _task(cfg: "Config", name: str, roles: dict[str, list[Part]], heldout: bool,
                      max_train=cfg.data.max_train_per_task, heldout=heldout, where=where,
                      test_parts=roles.get("test", []), validation_parts=roles.get("validation", []), scorer=scorer,
                      origin=loader.origin, exclude=loader.exclude)
-    if task.duplicates_dropped:  # said even with --quiet, which silences progress bars only
+    if task.duplicates_dropped and loader.notes:  # said even with --quiet, which silences progress bars only
         files = ", ".join(f"{sd.file} ({sd.duplicates})" for sd in map(loader.origin.get, srcs) if sd.duplicates)
         n = task.duplicates_dropped
         console.print(escape(f"note: task '{name}' ({where}): {n} exact duplicate instance{'s' * (n > 1)} dropped, "
@@ -374,7 +375,7 @@ def _task_from_config(cfg: "Config", tc: "TaskConfig", where: str, loader: _Load
     return _task(cfg, tc.name, roles, heldout, where, loader, tc.cap, tc.scorer)
 
 
-def _from_tasks(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
+def _from_tasks(cfg: "Config", loader: _Loader) -> Stream:
     d = cfg.data
     if not d.tasks:
         raise InputError("data.kind is 'tasks' but data.tasks is empty", CONFIG, "data.tasks")
@@ -383,13 +384,12 @@ def _from_tasks(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
     for name, where in named:
         safe_task_name(name, CONFIG, f"{where}.name")
     _check_unique(named)
-    loader = _Loader(split_seed(cfg), exclude)
     tasks = [_task_from_config(cfg, t, f"data.tasks[{i}]", loader, False) for i, t in enumerate(d.tasks)]
     held = [_task_from_config(cfg, t, f"data.heldout[{i}]", loader, True) for i, t in enumerate(d.heldout)]
     return Stream(tasks, held)
 
 
-def _synthetic(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
+def _synthetic(cfg: "Config", loader: _Loader) -> Stream:
     s = cfg.data.synthetic
     named = [(f, f"data.synthetic.families[{i}]") for i, f in enumerate(s.families)]
     named += [(f, f"data.synthetic.heldout_families[{i}]") for i, f in enumerate(s.heldout_families)]
@@ -398,7 +398,7 @@ def _synthetic(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
     _check_unique(named)
     stream = synthetic_stream(s.families, s.heldout_families, s.train_per_task, s.test_per_task, s.seed)
     for t in stream.tasks:
-        kept = [x for x in t.train if _overlap_key(x, x.output) not in exclude]
+        kept = [x for x in t.train if _overlap_key(x, x.output) not in loader.exclude]
         t.overlap_dropped, t.train = len(t.train) - len(kept), kept[: cfg.data.max_train_per_task or None]
     return stream
 
@@ -410,7 +410,7 @@ def _str_lists(obj: object, key: str, file: str) -> dict[str, list[str]]:
     return obj
 
 
-def _superni(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
+def _superni(cfg: "Config", loader: _Loader) -> Stream:
     from citune.config import resolve_path
 
     sc = cfg.data.superni
@@ -458,7 +458,6 @@ def _superni(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
         safe_task_name(name, CONFIG, where)
     _check_unique(named)
 
-    loader = _Loader(split_seed(cfg), exclude)
     tasks_dir = root / "tasks"
 
     def build(name: str, ids: list[str], heldout: bool, where: str) -> Task:
@@ -493,7 +492,7 @@ def _order_list(cfg: "Config", root: Path) -> list[str]:
     return [n.strip() for line in text.splitlines() for n in line.split(",") if n.strip() and not n.startswith("#")]
 
 
-def _benchmark(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
+def _benchmark(cfg: "Config", loader: _Loader) -> Stream:
     from citune.config import resolve_path
 
     b = cfg.data.benchmark
@@ -516,7 +515,6 @@ def _benchmark(cfg: "Config", exclude: frozenset = frozenset()) -> Stream:
         if name not in dict(named):
             raise InputError(f"scorer given for '{name}', which is not a task of the stream", CONFIG,
                              "data.benchmark.scorers")
-    loader = _Loader(split_seed(cfg), exclude)
 
     def build(name: str, heldout: bool, where: str) -> Task:
         roles = loader.parts(root / name, b.format, name, b.cap, where)
@@ -535,9 +533,10 @@ def build_stream(cfg: "Config") -> Stream:
     try:
         if kind not in builders:
             raise InputError(f"unknown data.kind '{kind}'", CONFIG, "data.kind")
-        stream = builders[kind](cfg)
-        if cfg.data.test_overlap == "drop" and cfg.data.max_train_per_task:  # again, the copies out before the cap
-            stream = builders[kind](cfg, test_keys(stream))
+        twice = cfg.data.test_overlap == "drop" and bool(cfg.data.max_train_per_task)
+        stream = builders[kind](cfg, _Loader(split_seed(cfg), notes=not twice))
+        if twice:  # again, with the training copies of the test instances removed before the cap
+            stream = builders[kind](cfg, _Loader(split_seed(cfg), test_keys(stream)))
         return check_overlap(stream, cfg.data.test_overlap)
     except InputError as e:
         if e.file != CONFIG:
