@@ -176,3 +176,14 @@ def run_stored(config: Path, overrides: list[str], strategies: list[str], seeds:
     finally:  # an interrupted invocation keeps its CPU seconds too (the stages it finished resume)
         signal.signal(signal.SIGTERM, previous_handler)
         record()
+
+
+def exit_code(benchmark, argv: list[str] | None = None) -> int:
+    """A benchmark's exit code: bad input is one line `error: <file>: <key>: <problem>` and exit 2."""
+    from citune.errors import InputError
+
+    try:
+        return benchmark(argv)
+    except InputError as e:
+        print(f"error: {e.line()}", file=sys.stderr)
+        return 2

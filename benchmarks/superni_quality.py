@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT, SUPERNI  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
-from _stored import git_commit, run_stored, yaml_list  # noqa: E402
+from _stored import exit_code, git_commit, run_stored, yaml_list  # noqa: E402
 
 CONFIG = ROOT / "examples" / "superni16.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "superni"
@@ -200,16 +200,6 @@ def order_categories(root: Path, order: str) -> list[str]:
     return list(spec["orders"][order])
 
 
-def main(argv: list[str] | None = None) -> int:
-    from citune.errors import InputError
-
-    try:
-        return benchmark(argv)
-    except InputError as e:
-        print(f"error: {e.line()}", file=sys.stderr)
-        return 2
-
-
 def benchmark(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -296,4 +286,4 @@ def benchmark(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(benchmark))

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
-from _stored import git_commit, run_stored  # noqa: E402
+from _stored import exit_code, git_commit, run_stored  # noqa: E402
 
 CONFIG = ROOT / "examples" / "trace-short.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "trace"
@@ -90,16 +90,6 @@ def check(config: Path, strategies: list[str], overrides: list[str], seeds: int)
           + f"; all {seeds} seed(s): {sum(minutes.values()) * seeds / 60:.1f} h", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from citune.errors import InputError
-
-    try:
-        return benchmark(argv)
-    except InputError as e:
-        print(f"error: {e.line()}", file=sys.stderr)
-        return 2
-
-
 def benchmark(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,4 +138,4 @@ def benchmark(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(benchmark))
