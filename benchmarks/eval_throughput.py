@@ -10,9 +10,12 @@ batches of `eval.batch_size`, each row bound by its task's limit (as a stage's e
 timed: the same with each task's prompts batched on their own (how evaluation batched before
 pooling, which leaves small batches when a task has few test instances); left padding; each distinct instruction prefix of a batch computed once; KV
 cache; a sequence leaves its batch at EOS; per-task max_new_tokens (longest reference + 4, at most
-`eval.max_new_tokens`). Reference: `model.generate` on one prompt at a time (greedy, same per-task
-bound, same EOS). Also timed on the same batches: citune without prefix sharing, and with
-`--hf-batched`, `model.generate` on each batch.
+`eval.max_new_tokens`); the LoRA adapters folded into their weights while generating, as `run_jobs`
+does (`models/lora_merge.py`). The adapter's B matrices are drawn at a trained adapter's scale
+(`--adapter-std`), not PEFT's zeros. Reference: `model.generate` on one prompt at a time (greedy, same
+per-task bound, same EOS), through the PEFT model as a user would call it. Also timed on the same
+batches: citune without merging the adapters, citune without prefix sharing, and with `--hf-batched`,
+`model.generate` on each batch.
 Reported: instances per second, generated tokens per second, the ratio, and how many greedy
 outputs are token-for-token identical to the reference.
 """
@@ -37,6 +40,21 @@ def _split(flat: list, jobs) -> list[list]:
     return out
 
 
+def randomise_adapters(model, std: float) -> dict:
+    """LoRA B matrices drawn from N(0, std) with seed 0 (PEFT starts them at zero: the adapter would
+    then change nothing, and folding it into the weights would be trivially exact)."""
+    import torch
+
+    names = [n for n, _ in model.named_parameters() if "lora_B" in n]
+    if std > 0:
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return {"lora_B_matrices": len(names), "lora_B_std": std if names else None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--superni", default=str(SUPERNI))
@@ -52,6 +70,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="eval.batch_size (default: the config's)")
     ap.add_argument("--max-length", type=int, default=None, help="train.max_length, the prompt bound")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="eval.max_new_tokens")
+    ap.add_argument("--adapter-std", type=float, default=0.003,
+                    help="LoRA B matrices drawn from N(0, std) (seed 0) instead of PEFT's zeros, so that the adapters "
+                         "change the outputs as a trained stage's do (0.0029 after the 8 stages of the powered inscl "
+                         "run) and merging them is checked; 0 keeps the zeros")
     ap.add_argument("--out", default="eval_throughput")
     args = ap.parse_args()
 
@@ -61,6 +83,7 @@ def main() -> None:
     from citune.data import build_stream
     from citune.engine.trainer import configure_threads
     from citune.models.generate import GenRequest, greedy_batch, hf_generate_batch, max_new_tokens_for, pool_jobs
+    from citune.models.lora_merge import lora_merged
     from citune.models import load_model
     from citune.paths import cache_root
 
@@ -76,6 +99,7 @@ def main() -> None:
     bundle = load_model(cfg.model, cache_root(), seed=cfg.seed)
     model, tok = bundle.model, bundle.tokenizer
     model.eval()
+    adapters = randomise_adapters(model, args.adapter_std)
     if torch.cuda.is_available():
         model.to("cuda")
     if args.no_single and not args.hf_batched:
@@ -109,9 +133,13 @@ def main() -> None:
     # Warm-up: the first batch whole (the allocator's first buffers of that size), not timed.
     greedy_batch(model, jobs[0].prompts, jobs[0].max_new_tokens, pad, eos, prefix_lens=jobs[0].prefix_lens)
 
-    def citune_pooled():
+    def citune_unmerged():
         return [s for j in jobs for s in greedy_batch(model, j.prompts, j.max_new_tokens, pad, eos,
                                                        prefix_lens=j.prefix_lens)]
+
+    def citune_pooled():  # as run_jobs generates: LoRA adapters folded into their weights meanwhile
+        with lora_merged(model):
+            return citune_unmerged()
 
     def hf_pooled():
         return [s for j in jobs for s in hf_generate_batch(model, j.prompts, j.max_new_tokens, pad, eos)]
@@ -123,11 +151,15 @@ def main() -> None:
     if args.hf_batched:
         hfb, h_first, load_h = timed(hf_pooled)
         print(f"HF batched: {h_first:.1f} s", flush=True)
-    plain, t_plain, load_p = timed(lambda: [s for j in jobs for s in greedy_batch(model, j.prompts, j.max_new_tokens, pad, eos)])
+    unmerged, t_unmerged, load_u = timed(citune_unmerged)
+    print(f"citune batched, LoRA not merged: {t_unmerged:.1f} s", flush=True)
+    with lora_merged(model):
+        plain, t_plain, load_p = timed(lambda: [s for j in jobs for s in greedy_batch(model, j.prompts, j.max_new_tokens, pad, eos)])
     print(f"citune batched, no prefix sharing: {t_plain:.1f} s", flush=True)
     per_task_jobs = [j for r in requests for j in pool_jobs([r], cfg.eval.batch_size)]
-    per_task, t_per_task, load_t = timed(lambda: [s for j in per_task_jobs for s in greedy_batch(
-        model, j.prompts, j.max_new_tokens, pad, eos, prefix_lens=j.prefix_lens)])
+    with lora_merged(model):
+        per_task, t_per_task, load_t = timed(lambda: [s for j in per_task_jobs for s in greedy_batch(
+            model, j.prompts, j.max_new_tokens, pad, eos, prefix_lens=j.prefix_lens)])
     print(f"citune batched task by task: {t_per_task:.1f} s", flush=True)
     if args.hf_batched:
         _, h_last, _ = timed(hf_pooled)
@@ -138,6 +170,7 @@ def main() -> None:
     runs = {
         "citune_batched": {"seconds": round(t_batched, 2), "samples": [round(t_first, 2), round(t_last, 2)],
                            **load_b},
+        "citune_batched_lora_not_merged": {"seconds": round(t_unmerged, 2), **load_u},
         "citune_batched_no_prefix_sharing": {"seconds": round(t_plain, 2), **load_p},
         "citune_batched_task_by_task": {"seconds": round(t_per_task, 2), **load_t,
                                         "batches": len(per_task_jobs)},
@@ -145,7 +178,7 @@ def main() -> None:
     per_task_order = {(k, i): seq for j, out in zip(per_task_jobs, _split(per_task, per_task_jobs))
                       for k, i, seq in zip(j.keys, j.index, out)}
     per_task = [per_task_order[(k, i)] for j in jobs for k, i in zip(j.keys, j.index)]  # in the pooled order
-    outputs = {"citune_batched": batched, "citune_batched_no_prefix_sharing": plain,
+    outputs = {"citune_batched": batched, "citune_batched_lora_not_merged": unmerged, "citune_batched_no_prefix_sharing": plain,
                "citune_batched_task_by_task": per_task}
     if args.hf_batched:
         runs["hf_batched"] = {"seconds": round((h_first + h_last) / 2, 2),
@@ -168,7 +201,8 @@ def main() -> None:
                  for key, a, b in zip([k for j in jobs for k in j.keys], batched, single) if a != b]
     result = {
         "machine": machine(threads),
-        "model": {"name": cfg.model.name, "finetune": cfg.model.finetune, "dtype": cfg.model.dtype},
+        "model": {"name": cfg.model.name, "finetune": cfg.model.finetune, "dtype": cfg.model.dtype,
+                  "adapter": adapters},
         "data": {"tasks": list(bounds), "instances": n, "max_new_tokens_by_task": bounds,
                  "prompt_tokens": prompt_tokens, "shared_prefix_tokens": shared_tokens,
                  "batch_size": cfg.eval.batch_size, "batches": len(jobs)},

@@ -27,6 +27,7 @@ then the same whatever the number of processes.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Hashable, NamedTuple, Sequence
 
@@ -34,6 +35,7 @@ import torch
 
 from citune.models.forward import (PACK_WIDTH, cache_kw, forward_cached, left_pad, packs, prefill, prefill_packed,
                                   prefill_shared, shared_prefix_lens, sharing_pays)
+from citune.models.lora_merge import lora_merged
 from citune.types import Instance
 
 
@@ -222,22 +224,24 @@ def run_jobs(bundle, jobs: Sequence[GenJob], on_job: Callable[[GenJob], None] | 
              method: str = "loop", temperature: float = 0.0, generator: torch.Generator | None = None
              ) -> list[list[Completion]]:
     """Decoded completions of each job's prompts (in the job's order). `method`: "loop" (citune's
-    decoding, sharing prefixes when the jobs know them; sampled at `temperature` > 0) or "hf"
-    (`model.generate` on each batch, greedy)."""
+    decoding, sharing prefixes when the jobs know them, LoRA adapters folded into their weights
+    meanwhile (`lora_merged`); sampled at `temperature` > 0) or "hf" (`model.generate` on each batch,
+    greedy, on the model as it is)."""
     model, tok = bundle.model, bundle.tokenizer
     eos = stop_ids(bundle)
     was_training = model.training
     model.eval()
     try:
         out = []
-        for job in jobs:
-            args = (model, job.prompts, job.max_new_tokens, tok.pad_token_id, eos, bundle.device)
-            seqs = (greedy_batch(*args, prefix_lens=job.prefix_lens, temperature=temperature, generator=generator)
-                    if method == "loop" else hf_generate_batch(*args))
-            out.append([Completion(tok.decode(s, skip_special_tokens=True).strip(), len(s) >= bound)
-                        for s, bound in zip(seqs, job.max_new_tokens)])
-            if on_job is not None:
-                on_job(job)
+        with lora_merged(model) if method == "loop" else nullcontext():
+            for job in jobs:
+                args = (model, job.prompts, job.max_new_tokens, tok.pad_token_id, eos, bundle.device)
+                seqs = (greedy_batch(*args, prefix_lens=job.prefix_lens, temperature=temperature, generator=generator)
+                        if method == "loop" else hf_generate_batch(*args))
+                out.append([Completion(tok.decode(s, skip_special_tokens=True).strip(), len(s) >= bound)
+                            for s, bound in zip(seqs, job.max_new_tokens)])
+                if on_job is not None:
+                    on_job(job)
         return out
     finally:
         model.train(was_training)
