@@ -83,6 +83,24 @@ def test_batched_decoding_on_cuda_equals_model_generate(dtype):
     assert ours == theirs
 
 
+def test_lora_folded_into_the_weights_on_cuda():
+    from citune.models.lora_merge import lora_merged, mergeable_layers
+
+    bundle = _bundle(_config("model.finetune=lora"))
+    model = bundle.model.eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.01)
+        ids = torch.tensor([PROMPTS[0]], device="cuda")
+        weights = [layer.get_base_layer().weight for layer in mergeable_layers(model)]
+        plain = model(input_ids=ids).logits.float()
+        with lora_merged(model):
+            merged = model(input_ids=ids).logits.float()
+    assert weights and torch.allclose(merged, plain, atol=1e-2, rtol=1e-3)
+    assert all(layer.get_base_layer().weight is w for layer, w in zip(mergeable_layers(model), weights))
+
+
 def test_flash_attention_2_when_installed():
     pytest.importorskip("flash_attn")
     from citune.models.generate import greedy_batch
