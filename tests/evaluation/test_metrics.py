@@ -41,6 +41,7 @@ def test_three_by_three_by_hand():
     # RG_3 = 100/2 * (R31/UB1 + R32/UB2) = 50 * (35/50 + 50/60) = 50 * (0.7 + 0.8333..) = 76.666..
     assert m["rg_by_stage"] == pytest.approx([110.0, 230.0 / 3])
     assert m["relative_gain"] == pytest.approx(230.0 / 3)
+    assert m["relative_gain_learned"] is None  # UB is R[j][j] already: no second reading
     # mean = (110 + 76.667) / 2 = 93.333; population std = |110 - 76.667| / 2 = 16.667
     assert m["rg_mean"] == pytest.approx(280.0 / 3)
     assert m["rg_std"] == pytest.approx(50.0 / 3)
@@ -56,7 +57,7 @@ def test_contract_keys_and_json():
     contract = {"tasks", "heldout", "matrix", "heldout_matrix", "ap", "bwt", "fwt", "forgetting", "relative_gain",
                 "rg_by_stage", "p_score", "v_score"}
     extra = {"base_row", "heldout_base_row", "ap_by_stage", "rg_mean", "rg_std", "p_score_by_stage",
-             "p_score_change", "v_score_by_stage", "ub"}
+             "p_score_change", "v_score_by_stage", "ub", "relative_gain_learned"}
     assert set(m) == contract | extra
     assert m["matrix"] == MATRIX and m["base_row"] == BASE and m["heldout_matrix"] == HELD_MATRIX
     json.dumps(m, allow_nan=False)
@@ -69,6 +70,8 @@ def test_ub_expert():
     # mean 61.25, population std 6.25
     assert m["rg_mean"] == pytest.approx(61.25) and m["rg_std"] == pytest.approx(6.25)
     assert m["ub"] == [100.0, 50.0, 80.0]
+    # beside it, RG_3 with UB_j = R[j][j] = [50, 60]: 50 * (35/50 + 50/60) = 76.667 (the default's value)
+    assert m["relative_gain_learned"] == pytest.approx(230.0 / 3)
     # the other metrics do not depend on UB
     assert m["bwt"] == pytest.approx(-12.5)
 

@@ -236,3 +236,21 @@ def test_run_compare_skips_finished_runs(tmp_path, monkeypatch):
     data = json.loads((tmp_path / "comparison.json").read_text())
     assert [r["run"] for r in data["runs"]] == ["none-seed1", "none-seed2", "random-seed1", "random-seed2"]
     assert (tmp_path / "report.html").is_file() and (tmp_path / "comparison.md").is_file()
+
+
+def test_a_metric_added_since_a_run_is_computed_from_its_evals(tmp_path):
+    """metrics.json written before a metric existed (RG with UB = R[j][j] beside the experts'): the
+    stored values stay, the missing one comes from the run's eval.json files (it was read as absent)."""
+    from citune.runs.rundata import load_run
+
+    run = make_run(tmp_path)
+    manifest = read_json(run / "manifest.json")
+    write_json(run / "manifest.json", {**manifest, "expert_ub": [90.0, 90.0, 90.0]})
+    stored = read_json(run / "metrics.json")
+    del stored["relative_gain_learned"]
+    stored["relative_gain"] = 12.5  # as the run computed it, kept
+    write_json(run / "metrics.json", stored)
+    metrics = load_run(run).metrics
+    assert metrics["relative_gain"] == 12.5
+    default = compute_metrics(TASKS, MATRIX, BASE)  # UB = R[j][j]
+    assert metrics["relative_gain_learned"] == pytest.approx(default["relative_gain"])

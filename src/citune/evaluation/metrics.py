@@ -45,6 +45,7 @@ class Metric:
     definition: str
     higher_is_better: bool = True
     signed: bool = False  # printed with its sign (a change or a transfer)
+    optional: bool = False  # shown only where a run has it (a second reading beside another metric)
 
 
 # The headline metrics, in the order every table shows them.
@@ -54,6 +55,8 @@ HEADLINE = (
     Metric("fwt", "FWT", "forward transfer to not-yet-trained tasks", signed=True),
     Metric("forgetting", "forgetting", "mean drop from the best earlier score", higher_is_better=False),
     Metric("relative_gain", "final RG", "Relative Gain RG_K (% of UB)"),
+    Metric("relative_gain_learned", "final RG (UB R[j][j])", "Relative Gain RG_K with UB_j = R[j][j], beside the "
+           "experts' when eval.ub = expert", optional=True),
     Metric("rg_mean", "RG mean", "mean RG over stages 2..K (± population std within a run)"),
     Metric("p_score", "P-score", "mean held-out score after the last stage"),
     Metric("p_score_change", "P-score change", "P-score vs the base model", signed=True),
@@ -200,6 +203,7 @@ def compute_metrics(
     `ub` gives UB_j per task (e.g. single-task experts); by default UB_j = R[j][j].
     Returns the metrics.json contract keys (tasks, heldout, matrix, heldout_matrix,
     ap, bwt, fwt, forgetting, relative_gain, rg_by_stage, p_score, v_score) plus
+    relative_gain_learned (RG_K with UB_j = R[j][j] when `ub` replaces it, else None),
     base_row, heldout_base_row, ap_by_stage, rg_mean, rg_std, p_score_by_stage,
     p_score_change, v_score_by_stage and ub. Absent metrics are None.
     """
@@ -210,7 +214,8 @@ def compute_metrics(
     m = _square(matrix, k, k, "matrix")
     base = _row(base_row, k, "base_row")
     r = _R(m, base)
-    upper = _row(ub, k, "ub") if ub is not None else [r(j, j) for j in range(1, k + 1)]
+    learned = [r(j, j) for j in range(1, k + 1)]
+    upper = _row(ub, k, "ub") if ub is not None else learned
 
     ap_by_stage = [average_performance(r, t) for t in range(1, k + 1)]
     rg_by_stage = [relative_gain(r, t, upper) for t in range(2, k + 1)] if k >= 2 else None
@@ -224,6 +229,7 @@ def compute_metrics(
         "fwt": forward_transfer(r),
         "forgetting": forgetting(r),
         "relative_gain": _last(rg_by_stage),
+        "relative_gain_learned": relative_gain(r, k, learned) if ub is not None and k >= 2 else None,
         "rg_by_stage": rg_by_stage,
         "p_score": None,
         "v_score": None,

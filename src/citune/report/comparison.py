@@ -160,7 +160,8 @@ def strategy_columns(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     headers = ["", *(r["strategy"] for r in rows)]
     lines = [["runs", *(_runs_cell(r) for r in rows)]]
     baseline = baseline_of(rows)
-    for key, title, signed in ((m.key, m.label, m.signed) for m in HEADLINE):
+    for key, title, signed in ((m.key, m.label, m.signed) for m in HEADLINE
+                               if not m.optional or any(r[m.key]["mean"] is not None for r in rows)):
         lines.append([title, *(cell(r[key], signed, len(r["runs"])) for r in rows)])
         if baseline:
             lines.append([f"  Δ vs {baseline}", *(diff_cell(r["vs_baseline"] and r["vs_baseline"][key])
@@ -201,7 +202,8 @@ def interval_sentence(data: dict) -> str:
     if len(seeds) == 1:
         text += "With one seed the intervals cover test-instance noise only, not the variation between seeds. "
     if ci.get("expert_ub"):
-        text += "Relative Gain divides by single-task expert scores, fixed (not resampled). "
+        text += ("Final RG divides by single-task expert scores, fixed (not resampled); final RG (UB R[j][j]) "
+                 "by each run's own score on a task just after learning it, resampled with the rest. ")
     return text + ("Without an interval ([n/a]; mean ± sample std over seeds, ddof = 1): runs without "
                    "per-instance predictions.")
 

@@ -43,6 +43,8 @@ def headline_rows(metrics: dict) -> list[tuple[str, str, str]]:
     RG mean with its within-run std."""
     rows = []
     for m in HEADLINE:
+        if m.optional and metrics.get(m.key) is None:
+            continue
         if m.key == "rg_mean":
             rows.append(("RG mean ± std", fmt_pm(metrics.get("rg_mean"), metrics.get("rg_std")), m.definition))
         else:

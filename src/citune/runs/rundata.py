@@ -130,7 +130,9 @@ def load_run(run_dir: str | Path) -> RunData:
             run.replay[index] = Counter(str(r.get("task", "?")) for r in rows)
     for name in layout.artifact_names():
         run.artifacts[name] = _read_optional(layout.artifact_path(name), read_json)
-    run.metrics = _read_optional(layout.metrics_path, read_json) or _metrics_from_evals(run)
+    # metrics.json as the run wrote it, and from its eval.json files whatever it lacks (a partial run; a
+    # metric added since the run, such as RG's second upper bound)
+    run.metrics = {**_metrics_from_evals(run), **(_read_optional(layout.metrics_path, read_json) or {})}
     return run
 
 
