@@ -21,6 +21,13 @@ def _plain_weight(w: torch.Tensor) -> bool:
     return type(w) in (torch.Tensor, torch.nn.Parameter) and not hasattr(w, "ds_id") and w.is_floating_point()
 
 
+def _vanilla(layer, adapter: str) -> bool:
+    """Plain LoRA: no variant (DoRA and the like; `use_dora` in PEFT versions before `lora_variant`) and
+    no LoRA bias, so that the adapter is exactly `B A * scaling` added to the weight."""
+    return not (adapter in getattr(layer, "lora_variant", {}) or getattr(layer, "use_dora", {}).get(adapter)
+                or getattr(layer, "lora_bias", {}).get(adapter))
+
+
 def mergeable_layers(model: torch.nn.Module) -> list:
     """The LoRA linear layers of `model` whose active adapters fold into one weight: vanilla LoRA
     (no DoRA or other variant, no LoRA bias) over a plain weight, adapters enabled and not merged by
@@ -33,8 +40,7 @@ def mergeable_layers(model: torch.nn.Module) -> list:
     for layer in layers:
         active = [a for a in layer.active_adapters if a in layer.lora_A]
         if (type(layer) is not Linear or layer.disable_adapters or layer.merged
-                or any(a in layer.lora_variant or layer.lora_bias.get(a, False) for a in active)
-                or not _plain_weight(layer.get_base_layer().weight)):
+                or not all(_vanilla(layer, a) for a in active) or not _plain_weight(layer.get_base_layer().weight)):
             return []
     return layers
 
