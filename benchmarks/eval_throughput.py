@@ -55,6 +55,34 @@ def randomise_adapters(model, std: float) -> dict:
     return {"lora_B_matrices": len(names), "lora_B_std": std if names else None}
 
 
+def time_variants(args, timed, jobs, requests, cfg, model, pad, eos, citune_unmerged, outputs):
+    """The variants beside the headline (adapters not merged, no prefix sharing, task by task): their
+    runs and outputs (in the pooled order), added to `outputs`."""
+    from citune.models.generate import greedy_batch, pool_jobs
+    from citune.models.lora_merge import lora_merged
+
+    unmerged, t_unmerged, load_u = timed(citune_unmerged)
+    print(f"citune batched, LoRA not merged: {t_unmerged:.1f} s", flush=True)
+    with lora_merged(model):
+        plain, t_plain, load_p = timed(lambda: [s for j in jobs for s in greedy_batch(model, j.prompts, j.max_new_tokens, pad, eos)])
+    print(f"citune batched, no prefix sharing: {t_plain:.1f} s", flush=True)
+    per_task_jobs = [j for r in requests for j in pool_jobs([r], cfg.eval.batch_size)]
+    with lora_merged(model):
+        per_task, t_per_task, load_t = timed(lambda: [s for j in per_task_jobs for s in greedy_batch(
+            model, j.prompts, j.max_new_tokens, pad, eos, prefix_lens=j.prefix_lens)])
+    print(f"citune batched task by task: {t_per_task:.1f} s", flush=True)
+    per_task_order = {(k, i): seq for j, out in zip(per_task_jobs, _split(per_task, per_task_jobs))
+                      for k, i, seq in zip(j.keys, j.index, out)}
+    per_task = [per_task_order[(k, i)] for j in jobs for k, i in zip(j.keys, j.index)]  # in the pooled order
+    runs = {
+        "citune_batched_lora_not_merged": {"seconds": round(t_unmerged, 2), **load_u},
+        "citune_batched_no_prefix_sharing": {"seconds": round(t_plain, 2), **load_p},
+        "citune_batched_task_by_task": {"seconds": round(t_per_task, 2), **load_t, "batches": len(per_task_jobs)},
+    }
+    return runs, {**outputs, "citune_batched_lora_not_merged": unmerged, "citune_batched_no_prefix_sharing": plain,
+                  "citune_batched_task_by_task": per_task}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--superni", default=str(SUPERNI))
@@ -74,6 +102,10 @@ def main() -> None:
                     help="LoRA B matrices drawn from N(0, std) (seed 0) instead of PEFT's zeros, so that the adapters "
                          "change the outputs as a trained stage's do (0.0029 after the 8 stages of the powered inscl "
                          "run) and merging them is checked; 0 keeps the zeros")
+    ap.add_argument("--ratio-only", action="store_true",
+                    help="time only citune and batched model.generate (needs --hf-batched --no-single): the headline "
+                         "ratio alone, for repeated runs; the variants (adapters not merged, no prefix sharing, task "
+                         "by task) are skipped")
     ap.add_argument("--out", default="eval_throughput")
     args = ap.parse_args()
 
@@ -104,6 +136,8 @@ def main() -> None:
         model.to("cuda")
     if args.no_single and not args.hf_batched:
         sys.exit("--no-single needs --hf-batched: the outputs must be compared with a reference")
+    if args.ratio_only and not (args.hf_batched and args.no_single):
+        sys.exit("--ratio-only needs --hf-batched --no-single")
     pad, eos = tok.pad_token_id, [tok.eos_token_id]
 
     requests, bounds = [], {}
@@ -151,35 +185,17 @@ def main() -> None:
     if args.hf_batched:
         hfb, h_first, load_h = timed(hf_pooled)
         print(f"HF batched: {h_first:.1f} s", flush=True)
-    unmerged, t_unmerged, load_u = timed(citune_unmerged)
-    print(f"citune batched, LoRA not merged: {t_unmerged:.1f} s", flush=True)
-    with lora_merged(model):
-        plain, t_plain, load_p = timed(lambda: [s for j in jobs for s in greedy_batch(model, j.prompts, j.max_new_tokens, pad, eos)])
-    print(f"citune batched, no prefix sharing: {t_plain:.1f} s", flush=True)
-    per_task_jobs = [j for r in requests for j in pool_jobs([r], cfg.eval.batch_size)]
-    with lora_merged(model):
-        per_task, t_per_task, load_t = timed(lambda: [s for j in per_task_jobs for s in greedy_batch(
-            model, j.prompts, j.max_new_tokens, pad, eos, prefix_lens=j.prefix_lens)])
-    print(f"citune batched task by task: {t_per_task:.1f} s", flush=True)
+    runs, outputs = {}, {"citune_batched": batched}
+    if not args.ratio_only:
+        runs, outputs = time_variants(args, timed, jobs, requests, cfg, model, pad, eos, citune_unmerged, outputs)
     if args.hf_batched:
         _, h_last, _ = timed(hf_pooled)
         print(f"HF batched, again: {h_last:.1f} s", flush=True)
     _, t_last, _ = timed(citune_pooled)
     print(f"citune batched, again: {t_last:.1f} s", flush=True)
     t_batched = (t_first + t_last) / 2
-    runs = {
-        "citune_batched": {"seconds": round(t_batched, 2), "samples": [round(t_first, 2), round(t_last, 2)],
-                           **load_b},
-        "citune_batched_lora_not_merged": {"seconds": round(t_unmerged, 2), **load_u},
-        "citune_batched_no_prefix_sharing": {"seconds": round(t_plain, 2), **load_p},
-        "citune_batched_task_by_task": {"seconds": round(t_per_task, 2), **load_t,
-                                        "batches": len(per_task_jobs)},
-    }
-    per_task_order = {(k, i): seq for j, out in zip(per_task_jobs, _split(per_task, per_task_jobs))
-                      for k, i, seq in zip(j.keys, j.index, out)}
-    per_task = [per_task_order[(k, i)] for j in jobs for k, i in zip(j.keys, j.index)]  # in the pooled order
-    outputs = {"citune_batched": batched, "citune_batched_lora_not_merged": unmerged, "citune_batched_no_prefix_sharing": plain,
-               "citune_batched_task_by_task": per_task}
+    runs = {"citune_batched": {"seconds": round(t_batched, 2), "samples": [round(t_first, 2), round(t_last, 2)],
+                               **load_b}, **runs}
     if args.hf_batched:
         runs["hf_batched"] = {"seconds": round((h_first + h_last) / 2, 2),
                               "samples": [round(h_first, 2), round(h_last, 2)], **load_h}
@@ -210,10 +226,12 @@ def main() -> None:
         "reference": reference,
         "ratio": round(runs[reference]["seconds"] / t_batched, 3),
         "ratio_hf_batched": round(runs["hf_batched"]["seconds"] / t_batched, 3) if args.hf_batched else None,
-        "pooling_ratio": round(t_per_task / t_batched, 3),
+        "pooling_ratio": (round(runs["citune_batched_task_by_task"]["seconds"] / t_batched, 3)
+                          if "citune_batched_task_by_task" in runs else None),
         "cpu_ratio": round(runs[reference]["cpu_seconds"] / runs["citune_batched"]["cpu_seconds"], 3),
-        "pooling_cpu_ratio": round(runs["citune_batched_task_by_task"]["cpu_seconds"]
-                                   / runs["citune_batched"]["cpu_seconds"], 3),
+        "pooling_cpu_ratio": (round(runs["citune_batched_task_by_task"]["cpu_seconds"]
+                                    / runs["citune_batched"]["cpu_seconds"], 3)
+                              if "citune_batched_task_by_task" in runs else None),
         "identical": sum(a == b for a, b in zip(batched, single)),
         "differing_examples": differing[:10],
         "definition": "same greedy decoding, same per-task bound and EOS; ratio = the reference's seconds "

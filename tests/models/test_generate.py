@@ -1,12 +1,14 @@
 """Batched greedy generation on the tiny random model: the same tokens as one-at-a-time
 `model.generate`, sequences leaving their batch at EOS, and work shared out by whole batches."""
+import random
+
 import pytest
 import torch
 
 from citune.types import Instance
 from citune.models.generate import (GenRequest, generate, greedy_batch, hf_generate_batch,
                                         make_jobs, pool_jobs, share_jobs)
-from citune.models.forward import (cache_tensors, pack_prompts, packed_mask, packs, prefill, prefill_packed,
+from citune.models.forward import (cache_tensors, narrowest_width, pack_prompts, packed_mask, packs, prefill, prefill_packed,
                                    shared_prefix_lens, sharing_pays)
 
 
@@ -189,6 +191,27 @@ def test_pack_prompts_writes_each_prefix_once_per_row_and_fills_rows_first_fit()
     narrow = pack_prompts([a, b, c], [3, 3, 0], width=5)  # b's rest does not fit after a: its prefix again
     assert narrow.ids == [[1, 2, 3, 4], [1, 2, 3, 5, 6], [7, 8, 9]]
     assert narrow.cols_of == [[0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 2]]
+
+
+def test_narrowest_width_keeps_the_rows_and_drops_the_padding():
+    a, b, c = [1, 2, 3, 4], [1, 2, 3, 5, 6], [7, 8, 9]
+    # At width 8: rows [1 2 3 4 5 6] and [7 8 9], 9 tokens in 16 slots. Width 5 (the longest prompt,
+    # and 9 / 2 rows rounded up) needs a third row (b's prefix again); width 6 holds them in two.
+    assert narrowest_width([a, b, c], [3, 3, 0], 8, step=1) == 6
+    assert narrowest_width([a, b, c], [3, 3, 0], 8, step=8) == 8  # no narrower multiple of 8
+    assert narrowest_width([a, b, c], [3, 3, 0], 0, step=1) == 5  # never under the longest prompt
+    rng = random.Random(0)
+    for _ in range(200):
+        heads = [[rng.randrange(50) for _ in range(rng.randrange(0, 30))] for _ in range(3)]
+        prompts, prefix = [], []
+        for _ in range(rng.randrange(2, 12)):
+            h = rng.choice(heads)
+            prompts.append(h + [rng.randrange(50) for _ in range(rng.randrange(1, 40))])
+            prefix.append(len(h))
+        full = max(64, max(map(len, prompts)))
+        w = narrowest_width(prompts, prefix, 64)
+        assert max(map(len, prompts)) <= w <= full
+        assert len(pack_prompts(prompts, prefix, w).ids) <= len(pack_prompts(prompts, prefix, full).ids)
 
 
 def test_packed_mask_lets_a_rest_see_its_prefix_and_itself_only():
