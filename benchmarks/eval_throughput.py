@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,7 +56,34 @@ def randomise_adapters(model, std: float) -> dict:
     return {"lora_B_matrices": len(names), "lora_B_std": std if names else None}
 
 
-def time_variants(args, timed, jobs, requests, cfg, model, pad, eos, citune_unmerged, outputs):
+def interleaved(jobs, timed, citune_job, hf_job, merged):
+    """citune (LoRA merged, as `run_jobs` generates) and batched `model.generate` timed batch by batch
+    in the order citune, HF, HF, citune: a shared VM's speed drifts by 10-30 % over minutes, and
+    alternating within seconds lets the drift weigh on both alike. Returns, for each, (outputs of its
+    first pass, seconds of its first pass, of its second, {load before, CPU seconds of both passes})."""
+    acc = {name: {"out": [], "wall": [0.0, 0.0], "cpu": 0.0} for name in ("citune", "hf")}
+    load = load_average()
+
+    def one(name, job, fn, sample):
+        with merged() if name == "citune" else nullcontext():
+            out, wall, facts = timed(lambda: fn(job))
+        acc[name]["wall"][sample] += wall
+        acc[name]["cpu"] += facts["cpu_seconds"]
+        if sample == 0:
+            acc[name]["out"] += out
+
+    for job in jobs:
+        one("citune", job, citune_job, 0)
+        one("hf", job, hf_job, 0)
+        one("hf", job, hf_job, 1)
+        one("citune", job, citune_job, 1)
+    for name in acc:
+        print(f"{name}: {acc[name]['wall'][0]:.1f} s, again {acc[name]['wall'][1]:.1f} s (batch by batch)", flush=True)
+    return [(a["out"], a["wall"][0], a["wall"][1], {"load_average_before": load, "cpu_seconds": round(a["cpu"] / 2, 2)})
+            for a in acc.values()]
+
+
+def time_variants(timed, jobs, requests, cfg, model, pad, eos, citune_unmerged, outputs):
     """The variants beside the headline (adapters not merged, no prefix sharing, task by task): their
     runs and outputs (in the pooled order), added to `outputs`."""
     from citune.models.generate import greedy_batch, pool_jobs
@@ -103,9 +131,9 @@ def main() -> None:
                          "change the outputs as a trained stage's do (0.0029 after the 8 stages of the powered inscl "
                          "run) and merging them is checked; 0 keeps the zeros")
     ap.add_argument("--ratio-only", action="store_true",
-                    help="time only citune and batched model.generate (needs --hf-batched --no-single): the headline "
-                         "ratio alone, for repeated runs; the variants (adapters not merged, no prefix sharing, task "
-                         "by task) are skipped")
+                    help="time only citune and batched model.generate (needs --hf-batched --no-single), alternating "
+                         "batch by batch (citune, HF, HF, citune on each batch): the headline ratio alone, for "
+                         "repeated runs; the variants (adapters not merged, no prefix sharing, task by task) are skipped")
     ap.add_argument("--out", default="eval_throughput")
     args = ap.parse_args()
 
@@ -178,21 +206,26 @@ def main() -> None:
     def hf_pooled():
         return [s for j in jobs for s in hf_generate_batch(model, j.prompts, j.max_new_tokens, pad, eos)]
 
-    # citune and batched model.generate are each timed twice, first and last (citune, HF, ..., HF, citune),
-    # so that a machine whose speed drifts during the run weighs on both alike; each reports the mean.
-    batched, t_first, load_b = timed(citune_pooled)
-    print(f"citune batched: {t_first:.1f} s", flush=True)
-    if args.hf_batched:
-        hfb, h_first, load_h = timed(hf_pooled)
-        print(f"HF batched: {h_first:.1f} s", flush=True)
-    runs, outputs = {}, {"citune_batched": batched}
-    if not args.ratio_only:
-        runs, outputs = time_variants(args, timed, jobs, requests, cfg, model, pad, eos, citune_unmerged, outputs)
-    if args.hf_batched:
-        _, h_last, _ = timed(hf_pooled)
-        print(f"HF batched, again: {h_last:.1f} s", flush=True)
-    _, t_last, _ = timed(citune_pooled)
-    print(f"citune batched, again: {t_last:.1f} s", flush=True)
+    if args.ratio_only:
+        (batched, t_first, t_last, load_b), (hfb, h_first, h_last, load_h) = interleaved(
+            jobs, timed, lambda j: greedy_batch(model, j.prompts, j.max_new_tokens, pad, eos, prefix_lens=j.prefix_lens),
+            lambda j: hf_generate_batch(model, j.prompts, j.max_new_tokens, pad, eos), lambda: lora_merged(model))
+        runs, outputs = {}, {"citune_batched": batched}
+    else:
+        # citune and batched model.generate are each timed twice, first and last (citune, HF, ..., HF, citune),
+        # so that a machine whose speed drifts during the run weighs on both alike; each reports the mean.
+        batched, t_first, load_b = timed(citune_pooled)
+        print(f"citune batched: {t_first:.1f} s", flush=True)
+        if args.hf_batched:
+            hfb, h_first, load_h = timed(hf_pooled)
+            print(f"HF batched: {h_first:.1f} s", flush=True)
+        runs, outputs = time_variants(timed, jobs, requests, cfg, model, pad, eos, citune_unmerged,
+                                      {"citune_batched": batched})
+        if args.hf_batched:
+            _, h_last, _ = timed(hf_pooled)
+            print(f"HF batched, again: {h_last:.1f} s", flush=True)
+        _, t_last, _ = timed(citune_pooled)
+        print(f"citune batched, again: {t_last:.1f} s", flush=True)
     t_batched = (t_first + t_last) / 2
     runs = {"citune_batched": {"seconds": round(t_batched, 2), "samples": [round(t_first, 2), round(t_last, 2)],
                                **load_b}, **runs}
@@ -223,6 +256,9 @@ def main() -> None:
                  "prompt_tokens": prompt_tokens, "shared_prefix_tokens": shared_tokens,
                  "batch_size": cfg.eval.batch_size, "batches": len(jobs)},
         "runs": runs,
+        "timing": ("citune and batched model.generate alternating batch by batch (citune, HF, HF, citune); samples are "
+                   "the sums of each one's first and second timings" if args.ratio_only else
+                   "each whole pass timed first and last (citune, HF, variants, HF, citune)"),
         "reference": reference,
         "ratio": round(runs[reference]["seconds"] / t_batched, 3),
         "ratio_hf_batched": round(runs["hf_batched"]["seconds"] / t_batched, 3) if args.hf_batched else None,
