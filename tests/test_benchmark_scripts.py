@@ -114,4 +114,3 @@ def test_a_stopped_benchmark_records_its_cpu_seconds_and_resumes(tmp_path):
     again = subprocess.run([*args[:5], "none", "--seeds", "1", *args[8:]], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (stored / "none-seed1.run.json.gz").is_file()
-
