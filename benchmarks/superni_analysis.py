@@ -12,12 +12,17 @@ random replay also chose, and the total-variation distance between the two compo
 category (0: the same quotas, 1: disjoint categories).
 
     python benchmarks/superni_analysis.py [RESULTS_DIR ...]   # default: every benchmarks/results/superni/*/
+    python benchmarks/superni_analysis.py RESULTS_DIR --against inscl   # differences from inscl, with intervals
 
 A RESULTS_DIR holds one archive per run (`<strategy>-seed<k>.run.json.gz`, citune.runs.archive; run
-directories are read too). Writes `<RESULTS_DIR>/analysis.json` and prints Markdown tables.
+directories are read too). Writes `<RESULTS_DIR>/analysis.json` and prints Markdown tables. With `--against STRATEGY` (repeatable) it
+writes nothing and prints instead each strategy's paired difference from STRATEGY in the headline
+metrics, with the 95 % intervals of `citune compare` (bootstrap over test instances and seeds): the
+comparison.md of a results folder takes its differences from random replay only.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -25,6 +30,9 @@ from collections import Counter
 import sys
 from pathlib import Path
 
+from citune.errors import InputError
+from citune.io import atomic_write_text
+from citune.report.comparison import comparison_table, diff_cell
 from citune.runs.rundir import parse_run_dir_name, run_dir_for
 from citune.runs.archive import open_runs
 
@@ -32,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "benchmarks" / "results" / "superni"
 SUPERNI = ROOT.parent / "shared" / "data" / "superni"
 PAIRED = ("ap", "relative_gain", "p_score", "v_score_rescored")
+DIFFERENCES = {"ap": "final AP", "relative_gain": "final RG", "relative_gain_learned": "final RG (UB R[j][j])",
+               "p_score": "P-score", "v_score": "V-score"}
 METRICS = ["ap", "bwt", "forgetting", "relative_gain", "rg_mean", "p_score", "p_score_change", "v_score",
            "v_score_rescored"]
 
@@ -240,14 +250,50 @@ def print_markdown(a: dict) -> None:
     print()
 
 
+def differences(results: Path, baseline: str) -> list[dict]:
+    """The comparison rows of the runs stored in `results`, differences taken from `baseline`."""
+    with open_runs(results) as restored:
+        return comparison_table(sorted(restored.glob("*-seed*")), baseline=baseline)
+
+
+def print_differences(results: Path, baseline: str, rows: list[dict]) -> None:
+    seeds = sorted({s for row in rows for s in row["seeds"]})
+    print(f"### {results}: paired differences from {baseline} (seeds {', '.join(map(str, seeds))}; "
+          "95 % interval, * when it excludes 0)\n")
+    print("| strategy − " + baseline + " | " + " | ".join(DIFFERENCES.values()) + " |")
+    print("|---|" + "---|" * len(DIFFERENCES))
+    for row in rows:
+        if row["vs_baseline"] is not None:
+            print(f"| {row['strategy']} | " + " | ".join(diff_cell(row["vs_baseline"].get(k)) for k in DIFFERENCES) + " |")
+    print()
+
+
 def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", nargs="*", type=Path, help="results folders (default: every benchmarks/results/superni/*/)")
+    ap.add_argument("--against", action="append", metavar="STRATEGY",
+                    help="print the paired differences from STRATEGY instead of the analysis (repeatable)")
+    args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    superni = SUPERNI if (SUPERNI / "tasks").is_dir() else None  # for rescoring; skipped without the data
-    dirs = [Path(p) for p in argv] or sorted(p for p in DEFAULT.iterdir() if p.is_dir())
-    for d in dirs:
-        a = analyse(d.resolve(), superni)
-        (d / "analysis.json").write_text(json.dumps(a, indent=2) + "\n", encoding="utf-8")
-        print_markdown(a)
+    dirs = args.results or sorted(p for p in DEFAULT.iterdir() if p.is_dir())
+    for d in dirs:  # every folder checked before anything is written
+        if not d.is_dir():
+            print(f"{d}: not a results folder", file=sys.stderr)
+            return 2
+    try:
+        if args.against:
+            for d in dirs:
+                for baseline in args.against:
+                    print_differences(d, baseline, differences(d, baseline))
+            return 0
+        superni = SUPERNI if (SUPERNI / "tasks").is_dir() else None  # for rescoring; skipped without the data
+        for d in dirs:
+            a = analyse(d.resolve(), superni)
+            atomic_write_text(d / "analysis.json", json.dumps(a, indent=2) + "\n")
+            print_markdown(a)
+    except InputError as e:
+        print(f"{d}: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
