@@ -138,3 +138,17 @@ def test_instances_are_aligned_by_uid():
     runs["B"][1] = RunScores(b.name, b.tasks, b.heldout, {k: [u[i] for i in order] for k, u in b.uids.items()},
                              {k: a[:, order] for k, a in b.scores.items()}, {k: a[:, order] for k, a in b.v_ok.items()})
     assert bootstrap_intervals(runs, ["ap"], "A", resamples=200)["B"]["ap"]["diff_ci"] == pytest.approx([10, 10])
+
+
+def test_strategies_on_different_seeds_are_paired_on_the_seeds_they_share():
+    """Part-way through a benchmark A has seeds 1-3 and B only seed 1: B − A is over seed 1 alone, exactly
+    as if only seed 1 were stored, and each strategy's own interval resamples its own seeds."""
+    runs = pair(noise=20.0, shift=1.0)
+    partial = {"A": runs["A"], "B": {1: runs["B"][1]}}
+    out = bootstrap_intervals(partial, KEYS, "A", resamples=300, seed=7)
+    seed1 = bootstrap_intervals({"A": {1: runs["A"][1]}, "B": {1: runs["B"][1]}}, KEYS, "A", resamples=300, seed=7)
+    alone = bootstrap_intervals({"A": runs["A"]}, KEYS, None, resamples=300, seed=7)
+    for key in ("ap", "p_score"):
+        assert out["B"][key]["diff_ci"] == seed1["B"][key]["diff_ci"]
+        assert out["B"][key]["ci"] == seed1["B"][key]["ci"]
+        assert out["A"][key]["ci"] == alone["A"][key]["ci"]

@@ -254,3 +254,15 @@ def test_a_metric_added_since_a_run_is_computed_from_its_evals(tmp_path):
     assert metrics["relative_gain"] == 12.5
     default = compute_metrics(TASKS, MATRIX, BASE)  # UB = R[j][j]
     assert metrics["relative_gain_learned"] == pytest.approx(default["relative_gain"])
+
+
+def test_a_difference_from_the_baseline_is_over_the_seeds_both_have():
+    """B has seed 1 only, the baseline A seeds 1 and 2: Δ is B(1) − A(1), not B(1) − mean(A(1), A(2))."""
+    from citune.evaluation.metrics import METRIC
+    from citune.report.comparison import _vs_baseline
+
+    def row(seeds, values):
+        return {"seeds": seeds, **{key: {"mean": sum(values) / len(values), "values": values} for key in METRIC}}
+
+    diff = _vs_baseline(row([1], [5.0]), row([1, 2], [3.0, 9.0]), {key: {"diff_ci": None} for key in METRIC})
+    assert diff["ap"]["diff"] == 2.0

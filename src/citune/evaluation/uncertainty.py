@@ -145,10 +145,27 @@ def interval(samples: np.ndarray, level: float = LEVEL) -> list[float] | None:
 def bootstrap_intervals(runs: Mapping[str, Mapping[object, RunScores | None]], keys: Sequence[str],
                         baseline: str | None = None, resamples: int = 1000, seed: int = 0) -> dict:
     """strategy -> metric -> {"ci": [lo, hi] | None, "diff_ci": [lo, hi] | None}: the 95 % interval of
-    the strategy's statistic and of its paired difference from `baseline` (None for the baseline)."""
-    dist = bootstrap_distributions(runs, keys, resamples, seed)
-    base = dist.get(baseline)
-    return {s: {key: {"ci": interval(d[key]),
-                      "diff_ci": None if base is None or s == baseline else interval(d[key] - base[key])}
-                for key in keys}
-            for s, d in dist.items()}
+    the strategy's statistic and of its paired difference from `baseline` (None for the baseline).
+
+    Strategies run on the same seeds are resampled together. While a benchmark is partly run they may
+    not be: each strategy's own interval then resamples its own seeds, and its difference from the
+    baseline the seeds both have (`shared_seeds`), so that a seed one of them lacks never enters a
+    difference unpaired."""
+    by_seeds: dict[frozenset, dict] = {}
+    for s, by_seed in runs.items():
+        by_seeds.setdefault(frozenset(by_seed), {})[s] = by_seed
+    dist = {s: d for group in by_seeds.values() for s, d in bootstrap_distributions(group, keys, resamples, seed).items()}
+    out = {s: {key: {"ci": interval(dist[s][key]), "diff_ci": None} for key in keys} for s in runs}
+    for s in runs:
+        if baseline not in runs or s == baseline:
+            continue
+        pair = dist if set(runs[s]) == set(runs[baseline]) else bootstrap_distributions(
+            {x: {sd: runs[x][sd] for sd in shared_seeds(runs, s, baseline)} for x in (s, baseline)}, keys, resamples, seed)
+        for key in keys:
+            out[s][key]["diff_ci"] = interval(pair[s][key] - pair[baseline][key])
+    return out
+
+
+def shared_seeds(runs: Mapping[str, Mapping[object, object]], a: str, b: str) -> list:
+    """The seeds that strategies `a` and `b` both have, in `a`'s order: what a paired difference is over."""
+    return [sd for sd in runs[a] if sd in runs[b]]

@@ -77,10 +77,16 @@ def _strategy_row(strategy: str, runs: list[RunData], intervals: dict) -> dict:
 
 
 def _vs_baseline(row: dict, base: dict, intervals: dict) -> dict:
-    """Per metric: the difference of the means over seeds, its paired interval, whether it excludes 0."""
+    """Per metric: the difference of the means over the seeds both strategies have (the pairing of
+    `bootstrap_intervals`), its paired interval, whether it excludes 0."""
+    shared = [sd for sd in row["seeds"] if sd in base["seeds"]]
+
+    def mean_over_shared(r: dict, key: str) -> float | None:
+        return summarize([r[key]["values"][r["seeds"].index(sd)] for sd in shared])["mean"]
+
     out = {}
     for key in METRIC:
-        a, b, ci = row[key]["mean"], base[key]["mean"], intervals[key]["diff_ci"]
+        a, b, ci = mean_over_shared(row, key), mean_over_shared(base, key), intervals[key]["diff_ci"]
         out[key] = {"diff": None if a is None or b is None else a - b, "ci": ci,
                     "excludes_zero": None if ci is None else bool(ci[0] > 0 or ci[1] < 0)}
     return out
@@ -196,8 +202,8 @@ def interval_sentence(data: dict) -> str:
     text = (f"[lo, hi]: {ci['level']:g} % interval, {ci['method']} ({ci['resamples']:,} resamples, seed "
             f"{ci['seed']}; the metrics recomputed from each resampled score matrix)")
     if baseline and len(data.get("strategies") or []) > 1:
-        text += (f"; Δ vs {baseline}: each strategy's mean minus {baseline}'s with the paired interval, "
-                 "* when it excludes 0")
+        text += (f"; Δ vs {baseline}: each strategy's mean minus {baseline}'s over the seeds both have, with the "
+                 "paired interval, * when it excludes 0")
     text += ". "
     if len(seeds) == 1:
         text += "With one seed the intervals cover test-instance noise only, not the variation between seeds. "
