@@ -258,8 +258,8 @@ def differences(results: Path, baseline: str) -> list[dict]:
 
 def print_differences(results: Path, baseline: str, rows: list[dict]) -> None:
     seeds = sorted({s for row in rows for s in row["seeds"]})
-    print(f"### {results}: paired differences from {baseline} (seeds {', '.join(map(str, seeds))}; "
-          "95 % interval, * when it excludes 0)\n")
+    print(f"### {results}: paired differences from {baseline}, over the seeds both strategies have (seeds "
+          f"stored: {', '.join(map(str, seeds))}; 95 % interval, * when it excludes 0)\n")
     print("| strategy − " + baseline + " | " + " | ".join(DIFFERENCES.values()) + " |")
     print("|---|" + "---|" * len(DIFFERENCES))
     for row in rows:
