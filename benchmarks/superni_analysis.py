@@ -250,12 +250,6 @@ def print_markdown(a: dict) -> None:
     print()
 
 
-def differences(results: Path, baseline: str) -> list[dict]:
-    """The comparison rows of the runs stored in `results`, differences taken from `baseline`."""
-    with open_runs(results) as restored:
-        return comparison_table(sorted(restored.glob("*-seed*")), baseline=baseline)
-
-
 def print_differences(results: Path, baseline: str, rows: list[dict]) -> None:
     seeds = sorted({s for row in rows for s in row["seeds"]})
     print(f"### {results}: paired differences from {baseline}, over the seeds both strategies have (seeds "
@@ -283,8 +277,9 @@ def main(argv: list[str]) -> int:
     try:
         if args.against:
             for d in dirs:
-                for baseline in args.against:
-                    print_differences(d, baseline, differences(d, baseline))
+                with open_runs(d) as restored:  # the archives restored once for every baseline
+                    for baseline in args.against:
+                        print_differences(d, baseline, comparison_table(sorted(restored.glob("*-seed*")), baseline))
             return 0
         superni = SUPERNI if (SUPERNI / "tasks").is_dir() else None  # for rescoring; skipped without the data
         for d in dirs:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -160,12 +160,14 @@ def bootstrap_intervals(runs: Mapping[str, Mapping[object, RunScores | None]], k
         if baseline not in runs or s == baseline:
             continue
         pair = dist if set(runs[s]) == set(runs[baseline]) else bootstrap_distributions(
-            {x: {sd: runs[x][sd] for sd in shared_seeds(runs, s, baseline)} for x in (s, baseline)}, keys, resamples, seed)
+            {x: {sd: runs[x][sd] for sd in shared_seeds(runs[s], runs[baseline])} for x in (s, baseline)}, keys, resamples,
+            seed)
         for key in keys:
             out[s][key]["diff_ci"] = interval(pair[s][key] - pair[baseline][key])
     return out
 
 
-def shared_seeds(runs: Mapping[str, Mapping[object, object]], a: str, b: str) -> list:
-    """The seeds that strategies `a` and `b` both have, in `a`'s order: what a paired difference is over."""
-    return [sd for sd in runs[a] if sd in runs[b]]
+def shared_seeds(a: Iterable, b: Iterable) -> list:
+    """The seeds of `a` that `b` has too, in `a`'s order: what a paired difference is over."""
+    b = set(b)
+    return [sd for sd in a if sd in b]

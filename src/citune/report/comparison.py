@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from citune.errors import InputError
 from citune.evaluation.metrics import HEADLINE, METRIC
-from citune.evaluation.uncertainty import LEVEL, METHOD, bootstrap_intervals
+from citune.evaluation.uncertainty import LEVEL, METHOD, bootstrap_intervals, shared_seeds
 from citune.io import atomic_write_text, read_json, write_json
 from citune.report import plots
 from citune.report.doc import Doc, Link, fmt, fmt_seconds, save
@@ -79,7 +79,7 @@ def _strategy_row(strategy: str, runs: list[RunData], intervals: dict) -> dict:
 def _vs_baseline(row: dict, base: dict, intervals: dict) -> dict:
     """Per metric: the difference of the means over the seeds both strategies have (the pairing of
     `bootstrap_intervals`), its paired interval, whether it excludes 0."""
-    shared = [sd for sd in row["seeds"] if sd in base["seeds"]]
+    shared = shared_seeds(row["seeds"], base["seeds"])
 
     def mean_over_shared(r: dict, key: str) -> float | None:
         return summarize([r[key]["values"][r["seeds"].index(sd)] for sd in shared])["mean"]
