@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from test_multiprocess import OVERRIDES, TINY, _env, _run, _stages
+from test_multiprocess import OVERRIDES, TINY, _env, _own_cache, _run, _stages
 
 # EWC and A-GEM under two DDP processes: EWC's penalty is added to each rank's weighted loss (the weights
 # add up to the world, so DDP's average carries it once), A-GEM's reference gradient is reduced like the
@@ -21,10 +21,9 @@ def ewc_agem(tmp_path_factory):
     from citune.launch import launch_command, launch_env
 
     one = tmp_path_factory.mktemp("methods-one") / "run"
-    _run([sys.executable, "-m", "citune", "run", str(TINY), "-o", str(one), *METHODS,
-          f"run.cache_dir={one.parent / 'cache'}"], _env())
+    _run([sys.executable, "-m", "citune", "run", str(TINY), "-o", str(one), *METHODS, _own_cache(one.parent)], _env())
     two = tmp_path_factory.mktemp("methods-two") / "run"
-    _run(launch_command("cpu-2proc", ["run", str(TINY), "-o", str(two), *METHODS, f"run.cache_dir={two.parent / 'cache'}"],
+    _run(launch_command("cpu-2proc", ["run", str(TINY), "-o", str(two), *METHODS, _own_cache(two.parent)],
                         num_processes=2), launch_env("cpu-2proc", _env()))
     return one, two
 
