@@ -42,12 +42,6 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Run a continual instruction-tuning stream end to end."""
-    from accelerate import PartialState
-
-    from citune.report import build_report
-    from citune.report.console import print_run_summary
-    from citune.runs.runner import run_stream
-
     config, overrides = _split_args(config, overrides)
     if quiet:
         overrides.append("run.quiet=true")
@@ -55,6 +49,13 @@ def run(
     if stored:
         config = str(out / "config.yaml")
     cfg = _load(config, overrides, stored)
+    # imported after the config is checked: they take seconds, and a mistake in the config should not wait for them
+    from accelerate import PartialState
+
+    from citune.report import build_report
+    from citune.report.console import print_run_summary
+    from citune.runs.runner import run_stream
+
     out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.replay.strategy}"
     try:
         metrics = run_stream(cfg, out, resume=resume, write_report=build_report)
