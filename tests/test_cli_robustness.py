@@ -29,6 +29,18 @@ def one_line_error(result, code=2, *needles):
     return err
 
 
+def test_a_config_mistake_is_reported_before_the_training_stack_is_imported(tmp_path):
+    """`citune run` checks its config first: importing Accelerate, transformers' trainer code and the report
+    takes about 8 s, and a typo should not wait for it."""
+    probe = ("import sys\nfrom citune.cli import main\nsys.argv = ['citune', 'run', sys.argv[1], '-o', sys.argv[2], "
+             "'train.batch_size=0']\ntry:\n    main()\nexcept SystemExit as e:\n    "
+             "print(e.code, sorted(m for m in ('accelerate', 'peft', 'citune.runs.runner') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe, str(TINY), str(tmp_path / "run")], capture_output=True,
+                            text=True, timeout=300)
+    assert result.stdout.split("\n")[-2] == "2 []", (result.stdout, result.stderr)
+    assert "train.batch_size" in result.stderr and not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """An uninterrupted tiny run: the reference every resumed run must equal."""
