@@ -8,12 +8,19 @@ a plugin of the shipped profiles' settings less bf16 (float32 here), so that cit
 (one engine, its optimizer reset per stage, ZeRO-3's gathered checkpoints and evaluation in
 lockstep) runs without a GPU.
 """
+import importlib
 import sys
 
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DeepSpeedPlugin, DistributedType
 
 import citune.runs.runner as runner
+
+# On CPU processes DeepSpeed JIT-compiles a shared-memory all-reduce kernel (for its inference engine; ZeRO
+# training goes through torch.distributed) into ~/.cache/torch_extensions, keyed by the include paths: on a
+# fresh machine, or from a checkout whose site-packages path differs, that is 60-90 s of g++ in every run.
+# (`deepspeed.comm.torch` as an attribute is the torch package: the module is taken by its name.)
+importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 _make = runner.make_accelerator
 STAGE = int(sys.argv.pop(1))
