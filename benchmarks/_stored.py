@@ -1,5 +1,6 @@
 """The resumable quality benchmark shared by superni_quality.py and trace_quality.py: `citune compare`
-runs, seed-major, each packed after it finishes into one archive under the results folder
+runs, seed-major (optionally a first group of strategies over every seed before the rest), each
+packed after it finishes into one archive under the results folder
 (citune.runs.archive), the comparison rebuilt there over every run stored so far, and benchmark.json
 keeping each invocation's command, commit, machine, wall time and CPU seconds. Running the same
 command again skips the runs stored with the same config, even when their big run directories are
@@ -126,13 +127,21 @@ def rebuild_comparison(dest: Path, order: list[str]) -> None:
         build_comparison_report(dest, run_dirs, baseline=default_baseline(strategies))
 
 
+def schedule(strategies: list[str], seeds: list[int], first: list[str] = ()) -> list[tuple[int, str]]:
+    """The (seed, strategy) pairs in the order they run: the strategies named in `first` over every seed,
+    then the others over every seed; each part seed-major, so that every strategy has a first result
+    early."""
+    parts = [[s for s in strategies if s in first], [s for s in strategies if s not in first]]
+    return [(seed, s) for part in parts for seed in seeds for s in part]
+
+
 def run_stored(config: Path, overrides: list[str], strategies: list[str], seeds: list[int], parent: Path,
-               dest: Path, info: dict, commit: str | None, quiet: bool, report_order: list[str] | None = None) -> None:
-    """Run every (seed, strategy) not stored under dest yet, seed-major so that every strategy has a
-    first result early; store each run and rebuild the comparison as it finishes (a stopped session
-    keeps them); with nothing left to run, rebuild the comparison of what is stored. `info` (the
-    benchmark's scale, stream, strategies) goes into dest/benchmark.json with this invocation appended
-    to the earlier ones."""
+               dest: Path, info: dict, commit: str | None, quiet: bool, report_order: list[str] | None = None,
+               first: list[str] = ()) -> None:
+    """Run every (seed, strategy) not stored under dest yet, in `schedule`'s order; store each run and
+    rebuild the comparison as it finishes (a stopped session keeps them); with nothing left to run,
+    rebuild the comparison of what is stored. `info` (the benchmark's scale, stream, strategies) goes
+    into dest/benchmark.json with this invocation appended to the earlier ones."""
     from citune.compare import run_compare
     from citune.engine.trainer import available_cores
     from citune.io import atomic_write_text
@@ -160,17 +169,16 @@ def run_stored(config: Path, overrides: list[str], strategies: list[str], seeds:
 
     previous_handler = signal.signal(signal.SIGTERM, stop)
     try:
-        for seed in seeds:
-            for strategy in strategies:
-                if stored_finished(dest, config, overrides, strategy, seed):
-                    print(f"{strategy} seed {seed}: stored already in {dest}, skipped", flush=True)
-                    continue
-                run_compare(str(config), [strategy], [seed], parent, overrides, quiet=quiet, report=False)
-                dest.mkdir(parents=True, exist_ok=True)
-                store_run(run_dir_for(parent, strategy, seed), dest)
-                rebuild_comparison(dest, order)
-                ran = True
-                record()
+        for seed, strategy in schedule(strategies, seeds, first):
+            if stored_finished(dest, config, overrides, strategy, seed):
+                print(f"{strategy} seed {seed}: stored already in {dest}, skipped", flush=True)
+                continue
+            run_compare(str(config), [strategy], [seed], parent, overrides, quiet=quiet, report=False)
+            dest.mkdir(parents=True, exist_ok=True)
+            store_run(run_dir_for(parent, strategy, seed), dest)
+            rebuild_comparison(dest, order)
+            ran = True
+            record()
         if not ran and stored_runs(dest, order):  # all stored already: the comparison as this code makes it
             rebuild_comparison(dest, order)
     finally:  # an interrupted invocation keeps its CPU seconds too (the stages it finished resume)

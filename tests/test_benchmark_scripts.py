@@ -32,6 +32,16 @@ def test_default_plan_fits_the_time_per_run(superni_dir):
     assert all(m <= 15 for m in projected.values()), projected
 
 
+def test_powered_design_runs_the_design_question_over_every_seed_before_the_other_methods(superni_dir, tmp_path):
+    proc = dry_run(superni_dir, "--design", "powered", "--orders", "curriculum", "--seeds", "1,2",
+                   "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pending = proc.stdout.split("to run, in this order (20): ")[1].splitlines()[0].split(", ")
+    assert pending[:9] == ["none seed 1", "random seed 1", "inscl seed 1", "kpig seed 1", "none seed 2",
+                           "random seed 2", "inscl seed 2", "kpig seed 2", "multitask seed 1"]
+    assert pending[-1] == "olora seed 2"
+
+
 def test_bad_override_fails_before_any_training(superni_dir):
     proc = dry_run(superni_dir, "--orders", "curriculum", "train.batch_size=0")
     assert proc.returncode == 2
